@@ -1,0 +1,50 @@
+"""Data sets as tensors: digits (embedded default), MNIST from local IDX files, 2-D sets."""
+
+from __future__ import annotations
+
+from .checks import as_data_tensor, check_unit_interval
+from .digits import load_digits
+from .mnist import load_mnist, read_idx, write_idx
+from .split import DataSplit
+from .synthetic import (
+    grid_of_gaussians,
+    ring_of_gaussians,
+    sample_gaussian_mixture,
+    two_moons,
+)
+
+__all__ = [
+    "DataSplit",
+    "as_data_tensor",
+    "check_unit_interval",
+    "grid_of_gaussians",
+    "load_data",
+    "load_digits",
+    "load_mnist",
+    "read_idx",
+    "ring_of_gaussians",
+    "sample_gaussian_mixture",
+    "two_moons",
+    "write_idx",
+]
+
+DATA_NAMES = ("digits", "mnist:PATH", "moons", "ring", "grid")
+
+
+def load_data(spec: str, binarize: str | None = None, seed: int = 0) -> DataSplit:
+    """Return the data set named by ``spec``: ``digits``, ``mnist[:PATH]``, ``moons``, ``ring``, ``grid``.
+
+    ``mnist`` without a path reads ``$PYRO_GEN_MNIST``. ``binarize`` applies to image sets.
+    """
+    name, _, arg = spec.partition(":")
+    if name == "digits":
+        return load_digits(binarize=binarize, seed=seed)
+    if name == "mnist":
+        return load_mnist(arg or None, binarize=binarize, seed=seed)
+    if name == "moons":
+        return two_moons(seed=seed)
+    if name == "ring":
+        return ring_of_gaussians(seed=seed)
+    if name == "grid":
+        return grid_of_gaussians(seed=seed)
+    raise ValueError(f"unknown data set {spec!r}; choose one of {', '.join(DATA_NAMES)}")

@@ -1,0 +1,156 @@
+"""Variational autoencoder (Kingma and Welling 2014) as a Pyro model/guide pair.
+
+Model:  z_n ~ N(0, I),  x_n ~ p(x | decoder(z_n))  (Bernoulli or diagonal Gaussian)
+Guide:  q(z_n | x_n) = N(mu(x_n), diag sigma(x_n)^2)  (amortized: one encoder for all n)
+
+Both put their per-point sites inside :func:`~pyro_gen.models.base.data_plate`, so a
+training loop that subsamples gets an unbiased full-data ELBO. The networks are ordinary
+``nn.Module`` children: ``fit`` trains ``vae.parameters()`` directly, which is faster than
+registering every tensor with Pyro's param store on each call. To train with a hand-written
+``pyro.infer.SVI`` instead, call ``pyro.module("vae", vae)`` inside the model yourself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from ..data.checks import check_unit_interval
+from .base import data_plate
+from .nets import GaussianEncoder, mlp
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+class VAE(nn.Module):
+    """A VAE over flattened data ``(N, input_dim)``.
+
+    ``likelihood`` is ``"bernoulli"`` (data must lie in [0, 1]; grey levels are allowed, as
+    is customary) or ``"gaussian"``, whose per-dimension standard deviation is fixed to
+    ``gaussian_scale`` or, with ``learn_scale=True``, learned (initialised there).
+    ``hidden`` are the encoder widths; the decoder mirrors them unless ``decoder_hidden``.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        latent_dim: int = 16,
+        hidden: Sequence[int] = (256,),
+        decoder_hidden: Sequence[int] | None = None,
+        activation: str = "relu",
+        likelihood: str = "bernoulli",
+        gaussian_scale: float = 0.1,
+        learn_scale: bool = False,
+    ):
+        super().__init__()
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        if input_dim <= 0 or latent_dim <= 0:
+            raise ValueError(f"input_dim and latent_dim must be positive, got {input_dim}, {latent_dim}")
+        if gaussian_scale <= 0:
+            raise ValueError(f"gaussian_scale must be positive, got {gaussian_scale}")
+        self.input_dim = int(input_dim)
+        self.latent_dim = int(latent_dim)
+        self.likelihood = likelihood
+        self.config = dict(
+            input_dim=input_dim, latent_dim=latent_dim, hidden=list(hidden),
+            decoder_hidden=None if decoder_hidden is None else list(decoder_hidden),
+            activation=activation, likelihood=likelihood, gaussian_scale=gaussian_scale,
+            learn_scale=learn_scale,
+        )
+        dec_hidden = list(reversed(list(hidden))) if decoder_hidden is None else list(decoder_hidden)
+        self.encoder = GaussianEncoder(input_dim, list(hidden), latent_dim, activation)
+        self.decoder = mlp(latent_dim, dec_hidden, input_dim, activation)
+        self.register_buffer("prior_loc", torch.zeros(latent_dim))
+        self.register_buffer("prior_scale", torch.ones(latent_dim))
+        # The Gaussian likelihood's scale is a softplus-parameterised vector (learned) or a
+        # constant buffer (fixed); inverse softplus so the initial scale is gaussian_scale.
+        raw = torch.full((input_dim,), float(gaussian_scale)).expm1().log()
+        if learn_scale:
+            self.raw_scale = nn.Parameter(raw)
+        else:
+            self.register_buffer("raw_scale", raw)
+
+    # ----------------------------------------------------------------- Pyro pair
+    def check_data(self, x: torch.Tensor, name: str = "data") -> None:
+        """Raise ``ValueError`` when ``x`` cannot be scored by this likelihood (shape, support)."""
+        if x.dim() != 2 or x.shape[-1] != self.input_dim:
+            raise ValueError(
+                f"{name} must have shape (N, {self.input_dim}) for this VAE, got {tuple(x.shape)}"
+            )
+        if self.likelihood == "bernoulli":
+            check_unit_interval(x, name)
+
+    def likelihood_dist(self, z: torch.Tensor) -> dist.TorchDistribution:
+        """Return p(x | z) with event shape ``(input_dim,)``."""
+        out = self.decoder(z)
+        if self.likelihood == "bernoulli":
+            # validate_args off: grey levels in [0, 1] are scored as soft labels on purpose;
+            # check_data enforces the [0, 1] range at the boundary.
+            return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
+        scale = nn.functional.softplus(self.raw_scale)
+        return dist.Normal(out, scale).to_event(1)
+
+    def prior(self) -> dist.TorchDistribution:
+        """Return the standard normal prior p(z) with event shape ``(latent_dim,)``."""
+        return dist.Normal(self.prior_loc, self.prior_scale).to_event(1)
+
+    def model(self, x: torch.Tensor) -> None:
+        """Generative model p(x, z); ``x`` is a (mini)batch ``(B, input_dim)``."""
+        with data_plate(x):
+            z = pyro.sample("z", self.prior())
+            pyro.sample("x", self.likelihood_dist(z), obs=x)
+
+    def guide(self, x: torch.Tensor) -> None:
+        """Amortized guide q(z | x): one encoder pass for the batch."""
+        with data_plate(x):
+            loc, scale = self.encoder(x)
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # ----------------------------------------------------------------- utilities
+    def init_output_bias(self, data_mean: torch.Tensor) -> None:
+        """Set the decoder's output bias to the data mean (its logit for Bernoulli data).
+
+        A standard trick (Burda et al. 2015) that starts training at the marginal pixel
+        statistics instead of at 0.5 everywhere.
+        """
+        last = self.decoder[-1]
+        with torch.no_grad():
+            if self.likelihood == "bernoulli":
+                p = data_mean.clamp(1e-3, 1 - 1e-3)
+                last.bias.copy_(torch.log(p) - torch.log1p(-p))
+            else:
+                last.bias.copy_(data_mean)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the guide's ``(loc, scale)`` for each row of ``x``, each ``(N, latent_dim)``."""
+        return self.encoder(x)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Return the mean of p(x | z): pixel probabilities (Bernoulli) or Gaussian means."""
+        out = self.decoder(z)
+        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the decoded mean at the encoder's mean for each row of ``x``."""
+        return self.decode(self.encoder(x)[0])
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, mean: bool = True) -> torch.Tensor:
+        """Return ``(num_samples, input_dim)`` draws: decoded means, or observations if ``mean=False``."""
+        z = self.prior().sample((num_samples,))
+        return self.decode(z) if mean else self.likelihood_dist(z).sample()
+
+    @torch.no_grad()
+    def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8) -> torch.Tensor:
+        """Return ``(steps, input_dim)`` decodings along the line between the codes of x0 and x1."""
+        z0, z1 = self.encoder(x0.reshape(1, -1))[0], self.encoder(x1.reshape(1, -1))[0]
+        t = torch.linspace(0, 1, steps).unsqueeze(-1)
+        return self.decode((1 - t) * z0 + t * z1)

@@ -1,0 +1,112 @@
+"""Figures written as PNG files (matplotlib, headless Agg backend)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_elbo_curve(history: Sequence[dict], path: str | os.PathLike, title: str = "ELBO") -> Path:
+    """Plot train and held-out ELBO (nats per data point) against epochs; return the PNG path."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ep = [r["epoch"] for r in history]
+    ax.plot(ep, [r["train_elbo"] for r in history], label="train ELBO")
+    test = [(r["epoch"], r["test_elbo"]) for r in history if r.get("test_elbo") not in (None, "")]
+    if test:
+        ax.plot(*zip(*test), "o-", ms=3, label="held-out ELBO")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per data point")
+    ax.set_title(title)
+    vals = [r["train_elbo"] for r in history] + [t[1] for t in test]
+    if len(vals) > 4:  # skip the first epochs' steep climb so the end of training is visible
+        lo = np.percentile(vals, 5)
+        ax.set_ylim(bottom=lo - 0.1 * (max(vals) - lo + 1e-9))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def image_grid(
+    images: torch.Tensor | np.ndarray, path: str | os.PathLike, shape: Sequence[int] | None = None,
+    ncol: int | None = None, title: str | None = None,
+) -> Path:
+    """Tile images ``(N, H, W)`` or flattened ``(N, H*W)`` with ``shape`` into one PNG; return its path."""
+    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if shape is not None:
+        x = x.reshape(x.shape[0], *shape)
+    n = x.shape[0]
+    ncol = ncol or int(math.ceil(math.sqrt(n)))
+    nrow = int(math.ceil(n / ncol))
+    h, w = x.shape[1], x.shape[2]
+    canvas = np.ones((nrow * (h + 1) + 1, ncol * (w + 1) + 1))
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = x[i]
+    fig, ax = plt.subplots(figsize=(max(3, ncol * 0.5), max(3, nrow * 0.5)))
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def reconstruction_grid(
+    originals: torch.Tensor, reconstructions: torch.Tensor, shape: Sequence[int], path: str | os.PathLike
+) -> Path:
+    """Write originals (odd rows) above their reconstructions (even rows); return the PNG path."""
+    n = originals.shape[0]
+    ncol = min(n, 10)
+    rows = []
+    for start in range(0, n, ncol):
+        rows += [originals[start : start + ncol], reconstructions[start : start + ncol]]
+    return image_grid(torch.cat(rows), path, shape, ncol=ncol, title="data (odd rows) / reconstruction")
+
+
+def plot_latent_manifold(decode, shape: Sequence[int], path: str | os.PathLike, num: int = 15) -> Path:
+    """Decode a ``num x num`` grid of 2-D latent points at standard-normal quantiles; return the PNG path."""
+    from torch.distributions import Normal
+
+    q = Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, num))
+    zx, zy = torch.meshgrid(q, q.flip(0), indexing="xy")
+    z = torch.stack([zx.reshape(-1), zy.reshape(-1)], dim=1)
+    return image_grid(decode(z), path, shape, ncol=num, title="latent manifold (normal quantiles)")
+
+
+def plot_latent_scatter(codes: torch.Tensor, labels: torch.Tensor | None, path: str | os.PathLike) -> Path:
+    """Scatter the first two latent coordinates of encoded points, coloured by label; return the path."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    c = None if labels is None else labels.numpy()
+    sc = ax.scatter(codes[:, 0].numpy(), codes[:, 1].numpy(), c=c, cmap="tab10", s=6)
+    if labels is not None:
+        fig.colorbar(sc, ax=ax)
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
+    ax.set_title("encoder means of held-out points")
+    return _save(fig, path)
+
+
+def plot_2d_samples(data: torch.Tensor, samples: torch.Tensor, path: str | os.PathLike) -> Path:
+    """Scatter 2-D data beside model samples on shared axes; return the PNG path."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharex=True, sharey=True)
+    for ax, pts, title in ((axes[0], data, "data"), (axes[1], samples, "samples")):
+        ax.scatter(pts[:, 0].numpy(), pts[:, 1].numpy(), s=2, alpha=0.5)
+        ax.set_title(title)
+        ax.set_aspect("equal")
+    return _save(fig, path)
