@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from .inference.estimators import estimator_names
 from .registry import families, get_family
 
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, KeyError, FloatingPointError)
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    PermissionError,
+    KeyError,
+    FloatingPointError,
+)
 
 
 def _add_training_args(p: argparse.ArgumentParser) -> None:
@@ -57,9 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMON = {
-    "data", "out", "seed", "epochs", "steps", "batch_size", "lr", "optimizer", "lr_schedule",
-    "warmup_steps", "estimator", "num_particles", "k", "binarize", "resume", "no_progress",
-    "family", "command", "debug",
+    "data",
+    "out",
+    "seed",
+    "epochs",
+    "steps",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "lr_schedule",
+    "warmup_steps",
+    "estimator",
+    "num_particles",
+    "k",
+    "binarize",
+    "resume",
+    "no_progress",
+    "family",
+    "command",
+    "debug",
 }
 
 
@@ -72,11 +95,23 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     options = {k: v for k, v in vars(args).items() if k not in _COMMON}
     out = args.out or f"runs/{family.name}-{args.data.split(':')[0]}"
     metrics = run_fit(
-        family.name, args.data, out=out, options=options, seed=args.seed, epochs=args.epochs,
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps, estimator=args.estimator,
-        num_particles=args.num_particles, k=args.k,
-        binarize=None if args.binarize == "none" else args.binarize, resume=args.resume,
+        family.name,
+        args.data,
+        out=out,
+        options=options,
+        seed=args.seed,
+        epochs=args.epochs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
+        estimator=args.estimator,
+        num_particles=args.num_particles,
+        k=args.k,
+        binarize=None if args.binarize == "none" else args.binarize,
+        resume=args.resume,
         progress=not args.no_progress,
     )
     keys = ["train_elbo", "test_elbo", "test_log_likelihood", "test_bits_per_dim", "seconds"]

@@ -46,7 +46,9 @@ def write_figures(model: Any, data: DataSplit, history: list[dict], out: Path) -
             written.append(plot_2d_samples(data.test, samples, out / "samples.png").name)
     if hasattr(model, "reconstruct") and data.is_image:
         x = data.test[:30]
-        written.append(reconstruction_grid(x, model.reconstruct(x), data.shape, out / "reconstructions.png").name)
+        written.append(
+            reconstruction_grid(x, model.reconstruct(x), data.shape, out / "reconstructions.png").name
+        )
     if getattr(model, "latent_dim", None) == 2 and hasattr(model, "decode") and data.is_image:
         written.append(plot_latent_manifold(model.decode, data.shape, out / "latent_manifold.png").name)
         if hasattr(model, "encode"):
@@ -92,11 +94,24 @@ def run_fit(
     model = family.build(data, options)
     estimator = estimator or family.default_estimator
     config = {
-        "family": family.name, "data": data_spec, "data_name": data.name, "shape": list(data.shape),
-        "dim": data.dim, "binarize": binarize, "options": options, "seed": seed, "epochs": epochs,
-        "steps": steps, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
-        "lr_schedule": lr_schedule, "warmup_steps": warmup_steps, "estimator": estimator,
-        "num_particles": num_particles, "k": k,
+        "family": family.name,
+        "data": data_spec,
+        "data_name": data.name,
+        "shape": list(data.shape),
+        "dim": data.dim,
+        "binarize": binarize,
+        "options": options,
+        "seed": seed,
+        "epochs": epochs,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": optimizer,
+        "lr_schedule": lr_schedule,
+        "warmup_steps": warmup_steps,
+        "estimator": estimator,
+        "num_particles": num_particles,
+        "k": k,
     }
     ckpt = out / CHECKPOINT
     if not resume:
@@ -105,16 +120,34 @@ def run_fit(
         result = family.train(model, data, config, out)
     else:
         result = fit(
-            model, data.train, estimator=estimator, num_particles=num_particles, optimizer=optimizer,
-            lr=lr, lr_schedule=lr_schedule, warmup_steps=warmup_steps, batch_size=batch_size,
-            epochs=epochs, steps=steps, test_data=data.test, transform=data.batch_transform, seed=seed,
-            checkpoint=ckpt, checkpoint_every=max(1, data.train.shape[0] // batch_size),
-            resume=ckpt if resume else None, progress=progress,
+            model,
+            data.train,
+            estimator=estimator,
+            num_particles=num_particles,
+            optimizer=optimizer,
+            lr=lr,
+            lr_schedule=lr_schedule,
+            warmup_steps=warmup_steps,
+            batch_size=batch_size,
+            epochs=epochs,
+            steps=steps,
+            test_data=data.test,
+            transform=data.batch_transform,
+            seed=seed,
+            checkpoint=ckpt,
+            checkpoint_every=max(1, data.train.shape[0] // batch_size),
+            resume=ckpt if resume else None,
+            progress=progress,
         )
     result.write_history(out / "history.csv")
     metrics: dict[str, Any] = {
-        "model": family.name, "data": data_spec, "estimator": result.estimator, "seed": seed,
-        "steps": result.steps, "epochs": result.epochs, "seconds": result.seconds,
+        "model": family.name,
+        "data": data_spec,
+        "estimator": result.estimator,
+        "seed": seed,
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "seconds": result.seconds,
     }
     t0 = time.perf_counter()
     if family.evaluate is not None:
@@ -124,8 +157,10 @@ def run_fit(
         metrics["train_elbo"] = elbo_per_point(model.model, model.guide, train_eval)
         ev = evaluate(model, data.test, k=k, progress=progress)
         metrics.update(
-            test_elbo=ev["elbo"], test_log_likelihood=ev["log_likelihood"],
-            test_bits_per_dim=ev["bits_per_dim"], k=k,
+            test_elbo=ev["elbo"],
+            test_log_likelihood=ev["log_likelihood"],
+            test_bits_per_dim=ev["bits_per_dim"],
+            k=k,
         )
     metrics["eval_seconds"] = time.perf_counter() - t0
     metrics["figures"] = write_figures(model, data, result.history, out)
@@ -147,7 +182,9 @@ def load_run(run_dir: str | os.PathLike) -> tuple[Any, dict]:
     family = get_family(config["family"])
     dim = int(config["dim"])
     stub = DataSplit(
-        name=config.get("data_name", "data"), train=torch.full((1, dim), 0.5), test=torch.full((1, dim), 0.5),
+        name=config.get("data_name", "data"),
+        train=torch.full((1, dim), 0.5),
+        test=torch.full((1, dim), 0.5),
         shape=tuple(config["shape"]),
     )
     model = family.build(stub, config.get("options", {}))

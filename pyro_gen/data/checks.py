@@ -18,8 +18,7 @@ def as_data_tensor(x, name: str = "data", *, min_rank: int = 2, max_rank: int = 
         raise ValueError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
     if x.dim() < min_rank or x.dim() > max_rank:
         raise ValueError(
-            f"{name} must have rank {min_rank}..{max_rank} (N, D) or (N, C, H, W); "
-            f"got shape {tuple(x.shape)}"
+            f"{name} must have rank {min_rank}..{max_rank} (N, D) or (N, C, H, W); got shape {tuple(x.shape)}"
         )
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}): need at least one data point")
@@ -30,9 +29,7 @@ def as_data_tensor(x, name: str = "data", *, min_rank: int = 2, max_rank: int = 
     bad = ~torch.isfinite(x)
     if bool(bad.any()):
         idx = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(
-            f"{name} contains {int(bad.sum())} NaN or infinite value(s), first at index {idx}"
-        )
+        raise ValueError(f"{name} contains {int(bad.sum())} NaN or infinite value(s), first at index {idx}")
     return x
 
 

@@ -8,9 +8,7 @@ import torch
 from .split import DataSplit, bernoulli_binarize
 
 
-def load_digits(
-    binarize: str | None = None, test_fraction: float = 0.2, seed: int = 0
-) -> DataSplit:
+def load_digits(binarize: str | None = None, test_fraction: float = 0.2, seed: int = 0) -> DataSplit:
     """Return the 1,797 digits scaled to [0, 1] as a fixed, stratified train/test split.
 
     ``binarize`` is ``None`` (grey levels 0..16 scaled to [0, 1]), ``"static"`` (one
@@ -28,9 +26,7 @@ def load_digits(
     bunch = sk_load_digits()
     x = bunch.data.astype(np.float32) / 16.0
     y = bunch.target.astype(np.int64)
-    xtr, xte, ytr, yte = train_test_split(
-        x, y, test_size=test_fraction, random_state=seed, stratify=y
-    )
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
     xtr, xte = torch.from_numpy(xtr), torch.from_numpy(xte)
     transform = None
     if binarize is not None:

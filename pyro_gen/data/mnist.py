@@ -60,8 +60,7 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
     if body != n_values:
         kind = "truncated" if body < n_values else "has trailing bytes"
         raise ValueError(
-            f"{path}: {kind}: header promises shape {tuple(dims)} = {n_values} values, "
-            f"file holds {body}"
+            f"{path}: {kind}: header promises shape {tuple(dims)} = {n_values} values, file holds {body}"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
@@ -69,9 +68,7 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a uint8 array as an IDX file (gzip-compressed when ``path`` ends in ``.gz``)."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(
-        ">" + "i" * array.ndim, *array.shape
-    )
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">" + "i" * array.ndim, *array.shape)
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "wb") as f:

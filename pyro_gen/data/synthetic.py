@@ -78,8 +78,12 @@ def _split(name, x, y, num_test, info) -> DataSplit:
 
 
 def ring_of_gaussians(
-    num_samples: int = 10000, num_modes: int = 8, radius: float = 1.0, std: float = 0.01,
-    num_test: int = 2500, seed: int = 0,
+    num_samples: int = 10000,
+    num_modes: int = 8,
+    radius: float = 1.0,
+    std: float = 0.01,
+    num_test: int = 2500,
+    seed: int = 0,
 ) -> DataSplit:
     """A ring of ``num_modes`` equal-weight Gaussians (PacGAN's setup: radius 1, std 0.01)."""
     _check_n(num_test, "num_test")
@@ -89,8 +93,12 @@ def ring_of_gaussians(
 
 
 def grid_of_gaussians(
-    num_samples: int = 10000, side: int = 5, spacing: float = 2.0, std: float = 0.05,
-    num_test: int = 2500, seed: int = 0,
+    num_samples: int = 10000,
+    side: int = 5,
+    spacing: float = 2.0,
+    std: float = 0.05,
+    num_test: int = 2500,
+    seed: int = 0,
 ) -> DataSplit:
     """A ``side x side`` grid of equal-weight Gaussians (PacGAN's setup: {-4..4}^2, std 0.05)."""
     _check_n(num_test, "num_test")

@@ -69,7 +69,17 @@ def _vectorized(cls):
 
 
 register_estimator("reparam", _vectorized(infer.Trace_ELBO), "Trace_ELBO: reparameterized ELBO gradient")
-register_estimator("analytic-kl", _vectorized(infer.TraceMeanField_ELBO), "TraceMeanField_ELBO: KL in closed form")
+register_estimator(
+    "analytic-kl", _vectorized(infer.TraceMeanField_ELBO), "TraceMeanField_ELBO: KL in closed form"
+)
 register_estimator("jit", _vectorized(CachedJitTrace_ELBO), "JIT-compiled Trace_ELBO (fastest on CPU)")
-register_estimator("tracegraph", _vectorized(infer.TraceGraph_ELBO), "TraceGraph_ELBO (score function with Rao-Blackwellization)")
-register_estimator("enum", lambda num_particles=1, **kw: infer.TraceEnum_ELBO(num_particles=num_particles, **kw), "TraceEnum_ELBO: discrete sites enumerated exactly")
+register_estimator(
+    "tracegraph",
+    _vectorized(infer.TraceGraph_ELBO),
+    "TraceGraph_ELBO (score function with Rao-Blackwellization)",
+)
+register_estimator(
+    "enum",
+    lambda num_particles=1, **kw: infer.TraceEnum_ELBO(num_particles=num_particles, **kw),
+    "TraceEnum_ELBO: discrete sites enumerated exactly",
+)

@@ -23,8 +23,13 @@ from .svi import resolve_pair
 
 
 def _max_plate_nesting(trace) -> int:
-    dims = [-f.dim for site in trace.nodes.values()
-            if site["type"] == "sample" and not site_is_subsample(site) for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None]
+    dims = [
+        -f.dim
+        for site in trace.nodes.values()
+        if site["type"] == "sample" and not site_is_subsample(site)
+        for f in site["cond_indep_stack"]
+        if f.vectorized and f.dim is not None
+    ]
     return max(dims, default=0)
 
 
@@ -139,6 +144,8 @@ def importance_log_likelihood(
     }
 
 
-def evaluate(model: Any, data: torch.Tensor, *, guide: Callable | None = None, k: int = 5000, **kw) -> dict[str, Any]:
+def evaluate(
+    model: Any, data: torch.Tensor, *, guide: Callable | None = None, k: int = 5000, **kw
+) -> dict[str, Any]:
     """Return the metrics of ``model`` on ``data``: see :func:`importance_log_likelihood`."""
     return importance_log_likelihood(model, data, guide=guide, k=k, **kw)

@@ -50,7 +50,9 @@ class StepInfo:
     optimizer: torch.optim.Optimizer
 
 
-def resolve_pair(model: Any, guide: Callable | None = None) -> tuple[Callable, Callable, torch.nn.Module | None]:
+def resolve_pair(
+    model: Any, guide: Callable | None = None
+) -> tuple[Callable, Callable, torch.nn.Module | None]:
     """Return ``(model_fn, guide_fn, module)`` from a model object or a model/guide pair.
 
     ``model`` is either an object with ``model`` and ``guide`` methods (an ``nn.Module`` such
@@ -108,8 +110,12 @@ def _make_scheduler(opt, schedule: str, total_steps: int, warmup_steps: int, gam
 
 @torch.no_grad()
 def elbo_per_point(
-    model: Callable, guide: Callable, data: torch.Tensor, batch_size: int = 1024,
-    num_particles: int = 1, elbo: ELBO | None = None,
+    model: Callable,
+    guide: Callable,
+    data: torch.Tensor,
+    batch_size: int = 1024,
+    num_particles: int = 1,
+    elbo: ELBO | None = None,
 ) -> float:
     """Return the ELBO of ``data`` in nats per data point (a Monte Carlo estimate).
 

@@ -10,9 +10,7 @@ from torch import nn
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.Softplus, "elu": nn.ELU}
 
 
-def mlp(
-    in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "relu"
-) -> nn.Sequential:
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "relu") -> nn.Sequential:
     """Return an MLP ``in_dim -> hidden... -> out_dim`` with ``activation`` between layers."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")

@@ -57,9 +57,13 @@ class VAE(nn.Module):
         self.latent_dim = int(latent_dim)
         self.likelihood = likelihood
         self.config = dict(
-            input_dim=input_dim, latent_dim=latent_dim, hidden=list(hidden),
+            input_dim=input_dim,
+            latent_dim=latent_dim,
+            hidden=list(hidden),
             decoder_hidden=None if decoder_hidden is None else list(decoder_hidden),
-            activation=activation, likelihood=likelihood, gaussian_scale=gaussian_scale,
+            activation=activation,
+            likelihood=likelihood,
+            gaussian_scale=gaussian_scale,
             learn_scale=learn_scale,
         )
         dec_hidden = list(reversed(list(hidden))) if decoder_hidden is None else list(decoder_hidden)

@@ -44,8 +44,11 @@ def plot_elbo_curve(history: Sequence[dict], path: str | os.PathLike, title: str
 
 
 def image_grid(
-    images: torch.Tensor | np.ndarray, path: str | os.PathLike, shape: Sequence[int] | None = None,
-    ncol: int | None = None, title: str | None = None,
+    images: torch.Tensor | np.ndarray,
+    path: str | os.PathLike,
+    shape: Sequence[int] | None = None,
+    ncol: int | None = None,
+    title: str | None = None,
 ) -> Path:
     """Tile images ``(N, H, W)`` or flattened ``(N, H*W)`` with ``shape`` into one PNG; return its path."""
     x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
