@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .comparisons import comparisons
 from .inference.estimators import estimator_names
 from .registry import families, get_family
 
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         fp = fam_sub.add_parser(name, help=fam.summary)
         _add_training_args(fp)
         fam.add_arguments(fp)
+    cp = sub.add_parser("compare", help="compare methods or families and write one report")
+    comp_sub = cp.add_subparsers(dest="target", required=True)
+    for name, comp in comparisons().items():
+        comp.add_arguments(comp_sub.add_parser(name, help=comp.summary))
     sp = sub.add_parser("sample", help="draw samples from a run folder's model")
     sp.add_argument("run_dir")
     sp.add_argument("--num", type=int, default=64)
@@ -140,7 +145,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"fit": _cmd_fit, "list": _cmd_list, "sample": _cmd_sample}
+def _cmd_compare(args: argparse.Namespace) -> int:
+    return comparisons()[args.target].run(args)
+
+
+COMMANDS = {"fit": _cmd_fit, "list": _cmd_list, "sample": _cmd_sample, "compare": _cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

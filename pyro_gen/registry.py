@@ -71,7 +71,7 @@ def _load_entry_points() -> None:
         if isinstance(fam, ModelFamily) and fam.name not in _REGISTRY:
             _REGISTRY[fam.name] = fam
     if "vae" not in _REGISTRY:  # running from a source tree that was never pip-installed
-        from .families import VAE_FAMILY
+        from .families.vae import VAE_FAMILY
 
         _REGISTRY["vae"] = VAE_FAMILY
 

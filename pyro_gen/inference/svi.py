@@ -133,7 +133,7 @@ def _rng_state(shuffle: torch.Generator) -> dict:
     return {
         "torch": torch.get_rng_state(),
         "shuffle": shuffle.get_state(),
-        "numpy": np.random.get_state(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (saving the legacy global state)
         "python": random.getstate(),
     }
 
@@ -141,7 +141,7 @@ def _rng_state(shuffle: torch.Generator) -> dict:
 def _set_rng_state(state: dict, shuffle: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     shuffle.set_state(state["shuffle"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
     random.setstate(state["python"])
 
 

@@ -1,10 +1,10 @@
-"""The built-in model families as registry entries (referenced from pyproject's entry points)."""
+"""The VAE family entry (referenced from pyproject's entry points)."""
 
 from __future__ import annotations
 
 import argparse
 
-from .registry import ModelFamily
+from ..registry import ModelFamily
 
 
 def _vae_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def _vae_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _build_vae(data, options: dict):
-    from .models.vae import VAE
+    from ..models.vae import VAE
 
     hidden = [int(h) for h in str(options.get("hidden", "256")).split(",") if h]
     vae = VAE(
