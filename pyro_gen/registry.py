@@ -28,6 +28,8 @@ class ModelFamily:
     ``add_arguments(parser)`` adds the family's flags. ``train(model, data, options, out)``
     (optional) replaces the SVI loop and must return a :class:`~pyro_gen.inference.FitResult`.
     ``evaluate(model, data, options)`` (optional) returns extra test metrics.
+    ``load(run_dir, config) -> model`` (optional) rebuilds a trained model from a run folder;
+    without it the model is rebuilt with ``build`` and its ``checkpoint.pt`` module state.
     ``default_estimator`` names the ELBO used by the SVI loop.
     """
 
@@ -37,6 +39,7 @@ class ModelFamily:
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
     train: Callable[..., Any] | None = None
     evaluate: Callable[..., dict] | None = None
+    load: Callable[..., Any] | None = None
     default_estimator: str = "reparam"
     extra: dict = field(default_factory=dict)
 

@@ -180,6 +180,8 @@ def load_run(run_dir: str | os.PathLike) -> tuple[Any, dict]:
     except json.JSONDecodeError as e:
         raise ValueError(f"{cfg_path} is not valid JSON ({e})") from e
     family = get_family(config["family"])
+    if family.load is not None:
+        return family.load(run_dir, config), config
     dim = int(config["dim"])
     stub = DataSplit(
         name=config.get("data_name", "data"),
