@@ -1,0 +1,1 @@
+"""Targets of ``pyro-gen compare``: one module per target, each registering itself."""
