@@ -259,6 +259,8 @@ def fit(
     sched = None
     params: list[torch.Tensor] = []
     running, running_count = 0.0, 0
+    if state is not None:
+        running, running_count = state["loop"].get("running", 0.0), state["loop"].get("running_count", 0)
     if module is not None:
         module.train()
     bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="fit", unit="step", leave=False)
@@ -279,7 +281,13 @@ def fit(
                 "constraints": {k: store._constraints[k] for k in names},
             },
             "rng": _rng_state(shuffle),
-            "loop": {"step": step, "perm": perm, "pos": pos},
+            "loop": {
+                "step": step,
+                "perm": perm,
+                "pos": pos,
+                "running": running,
+                "running_count": running_count,
+            },
             "history": history,
             "seconds": time.perf_counter() - t_start - eval_seconds,
             "config": {"estimator": estimator_name, "total_steps": total_steps, "batch_size": batch_size},
