@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--num", type=int, default=64)
     sp.add_argument("--out", required=True, help="output .npy file (a PNG is written beside it)")
     sp.add_argument("--seed", type=int, default=0)
+    from .diagnostics.command import add_arguments as add_diagnose_arguments
+
+    add_diagnose_arguments(sub.add_parser("diagnose", help="diagnose a run's posterior (ArviZ, k-hat)"))
     return parser
 
 
@@ -149,7 +152,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return comparisons()[args.target].run(args)
 
 
-COMMANDS = {"fit": _cmd_fit, "list": _cmd_list, "sample": _cmd_sample, "compare": _cmd_compare}
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from .diagnostics.command import cmd_diagnose
+
+    return cmd_diagnose(args)
+
+
+COMMANDS = {
+    "fit": _cmd_fit,
+    "list": _cmd_list,
+    "sample": _cmd_sample,
+    "compare": _cmd_compare,
+    "diagnose": _cmd_diagnose,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
