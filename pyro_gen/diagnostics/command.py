@@ -1,0 +1,218 @@
+"""``pyro-gen diagnose RUN_DIR``: diagnose a run folder's posterior and write the results into it.
+
+Writes ``diagnostics.nc`` (InferenceData, netCDF), ``diagnostics.json`` (every number) and
+PNG figures (rank plot, ESS, PSIS k-hat, KL per latent dimension), and prints a table with
+a plain-language verdict per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INFERENCE_DATA_FILE = "diagnostics.nc"
+SUMMARY_FILE = "diagnostics.json"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``diagnose`` verb's arguments to ``p``."""
+    p.add_argument("run_dir", help="a run folder written by `pyro-gen fit`")
+    p.add_argument("--num-points", type=int, default=200, help="test points to diagnose")
+    p.add_argument("--num-samples", type=int, default=200, help="guide draws per chain in the InferenceData")
+    p.add_argument("--num-chains", type=int, default=2, help="chains of guide draws")
+    p.add_argument(
+        "--k", type=int, default=1000, help="importance samples for k-hat and the IS log-likelihood"
+    )
+    p.add_argument("--gap-points", type=int, default=16, help="points for the amortization gap (0 skips it)")
+    p.add_argument("--gap-steps", type=int, default=300, help="optimizer steps per-point guide")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items() if k not in ("table", "elpd_data")}
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def diagnose_run(
+    run_dir: str | os.PathLike,
+    *,
+    num_points: int = 200,
+    num_samples: int = 200,
+    num_chains: int = 2,
+    k: int = 1000,
+    gap_points: int = 16,
+    gap_steps: int = 300,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Diagnose the posterior of a run folder's model on its test data; write files into the folder.
+
+    Returns the summary dict written to ``diagnostics.json`` (nats per data point for
+    likelihoods and gaps) with ``rows``: ``(quantity, value, verdict)`` for the printed table,
+    and ``files``: the written file names.
+    """
+    import pyro
+    import torch
+
+    from ..data import load_data
+    from ..report.diagnostics import plot_ess, plot_khat, plot_kl_per_dim, plot_rank
+    from ..report.files import write_json
+    from ..runs import load_run
+    from .convert import save_inference_data, to_inference_data
+    from .mcmc import loo, mcmc_diagnostics
+    from .variational import (
+        _all_in_data_plate,
+        active_units,
+        amortization_gap,
+        importance_gap,
+        kl_per_dim,
+        psis_diagnostic,
+    )
+
+    for name, val in (("num_points", num_points), ("num_samples", num_samples), ("num_chains", num_chains)):
+        if val < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {val}")
+    if k < 20:
+        raise ValueError(f"--k must be at least 20 for a Pareto tail fit, got {k}")
+    run_dir = Path(run_dir)
+    t0 = time.perf_counter()
+    model, config = load_run(run_dir)
+    if not (callable(getattr(model, "model", None)) and callable(getattr(model, "guide", None))):
+        raise ValueError(f"model family {config['family']!r} has no model/guide pair to diagnose")
+    data = load_data(config["data"], binarize=config.get("binarize"), seed=config.get("seed", 0))
+    x = data.test[:num_points]
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    pyro.set_rng_seed(seed)
+    rows: list[tuple[str, str, str]] = []
+    summary: dict[str, Any] = {"run": str(run_dir), "family": config["family"], "num_points": int(x.shape[0])}
+
+    idata = to_inference_data(model, x, num_samples=num_samples, num_chains=num_chains)
+    files = [save_inference_data(idata, run_dir / INFERENCE_DATA_FILE).name]
+    amortized = _all_in_data_plate(model.model, model.guide, (x,))
+
+    ps = psis_diagnostic(model, x, num_samples=k)
+    summary["psis"] = ps
+    if ps["per_point"]:
+        value = f"median {ps['median_khat']:.2f}, max {ps['max_khat']:.2f}"
+    else:
+        value = f"{ps['khat']:.2f}"
+    rows.append((f"PSIS k-hat (S={k})", value, ps["verdict"]))
+    files.append(plot_khat(np.atleast_1d(ps["khat"]), run_dir / "diag_khat.png").name)
+
+    gap = importance_gap(model, x, k=k, progress=progress)
+    summary["importance"] = gap
+    rows.append(
+        (f"IS log-likelihood (k={k})", f"{gap['log_likelihood']:.3f} nats/pt", "estimate of log p(x)")
+    )
+    rows.append(("ELBO", f"{gap['elbo']:.3f} nats/pt", "lower bound on log p(x)"))
+    rows.append(
+        (
+            "IS - ELBO gap",
+            f"{gap['gap']:.3f} nats/pt",
+            "~ KL(q || posterior) per point: " + ("small" if gap["gap"] < 1.0 else "the guide is loose"),
+        )
+    )
+
+    if amortized:
+        au = active_units(model, x)
+        kl = kl_per_dim(model, x)
+        summary["active_units"], summary["kl_per_dim"] = au, kl
+        n_dead = au["num_units"] - au["num_active"]
+        rows.append(
+            (
+                "active units",
+                f"{au['num_active']}/{au['num_units']}",
+                "no posterior collapse"
+                if n_dead == 0
+                else f"{n_dead} latent dims collapsed (unused by the decoder)",
+            )
+        )
+        rows.append(
+            (
+                "KL to prior",
+                f"{kl['total']:.3f} nats/pt",
+                f"{kl['num_collapsed']} dims with KL < {kl['threshold']} nats",
+            )
+        )
+        files.append(plot_kl_per_dim(kl["kl"], run_dir / "diag_kl_per_dim.png", au["activity"]).name)
+        if gap_points > 0:
+            ag = amortization_gap(
+                model, x, num_points=gap_points, steps=gap_steps, seed=seed, progress=progress
+            )
+            summary["amortization"] = ag
+            bottleneck = (
+                "the encoder (amortization) is the larger gap"
+                if ag["amortization_gap"] > ag["approximation_gap"]
+                else "the Gaussian family (approximation) is the larger gap"
+            )
+            rows.append(("amortization gap", f"{ag['amortization_gap']:.3f} nats/pt", bottleneck))
+            rows.append(
+                (
+                    "approximation gap",
+                    f"{ag['approximation_gap']:.3f} nats/pt",
+                    "log p(x) - best Gaussian ELBO",
+                )
+            )
+
+    latents = list(idata.posterior.data_vars)
+    coords = {"data": [0]} if "data" in idata.posterior.dims else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        diag = mcmc_diagnostics(idata, var_names=latents)
+    summary["chains"] = {k_: v for k_, v in diag.items() if k_ != "table"}
+    rows.append(("R-hat across chains (max)", f"{diag['max_rhat']:.3f}", diag["verdicts"]["r_hat"]))
+    rows.append(("bulk ESS (min)", f"{diag['min_ess_bulk']:.0f}", diag["verdicts"]["ess_bulk"]))
+    rows.append(("tail ESS (min)", f"{diag['min_ess_tail']:.0f}", diag["verdicts"]["ess_tail"]))
+    if not amortized:
+        lo = loo(idata)
+        summary["loo"] = lo
+        rows.append(("PSIS-LOO elpd", f"{lo['elpd_loo']:.2f} +- {lo['se']:.2f} nats", lo["verdict"]))
+    files.append(plot_rank(idata, run_dir / "diag_rank.png", var_names=latents[:1], coords=coords).name)
+    files.append(plot_ess(idata, run_dir / "diag_ess.png", var_names=latents[:1], coords=coords).name)
+    summary["rows"] = rows
+    summary["files"] = files
+    summary["seconds"] = time.perf_counter() - t0
+    write_json(_jsonable(summary), run_dir / SUMMARY_FILE)
+    summary["files"].append(SUMMARY_FILE)
+    return summary
+
+
+def format_table(rows: list[tuple[str, str, str]]) -> str:
+    """Return the rows as an aligned text table (quantity, value, verdict)."""
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    lines = [f"{'quantity':<{w0}}  {'value':<{w1}}  verdict", "-" * (w0 + w1 + 12)]
+    lines += [f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Run ``pyro-gen diagnose``; print the table; return 0."""
+    summary = diagnose_run(
+        args.run_dir,
+        num_points=args.num_points,
+        num_samples=args.num_samples,
+        num_chains=args.num_chains,
+        k=args.k,
+        gap_points=args.gap_points,
+        gap_steps=args.gap_steps,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    print(f"diagnostics of {args.run_dir} ({summary['family']}, {summary['num_points']} test points)")
+    print(format_table(summary["rows"]))
+    print(f"wrote: {', '.join(summary['files'])} in {args.run_dir}")
+    return 0

@@ -1,0 +1,456 @@
+"""Turn any pyro-gen fit into ArviZ ``InferenceData``: MCMC runs, SVI guides, amortized encoders.
+
+``az.from_pyro`` only accepts a ``pyro.infer.MCMC`` run and leaves dimension names to the
+caller. Here every fit goes through one path that reads the names off the model itself:
+
+* a **batch dimension** of a site is named after the ``pyro.plate`` that owns it
+  (``"data"`` for every per-data-point site of a pyro-gen model);
+* an **event dimension** is named ``"<site>_dim_<i>"``;
+* dimensions of size one that no plate owns (a global latent broadcast against the data
+  plate) are squeezed.
+
+Groups written: ``posterior`` (latent sites), ``posterior_predictive`` (the observed sites
+drawn again given each posterior draw), ``log_likelihood`` (log p(x_n | z) per observed site,
+pointwise over the data plate so ``az.loo`` works), ``observed_data`` and ``sample_stats``
+(MCMC: divergences and whatever extra fields the run recorded; guides: ``lp`` = log p(x, z)
+and ``log_weight`` = log p(x, z) - log q(z | x), in nats, per data point when every site lies in
+the data plate, otherwise per draw).
+
+The groups are built as ``xarray.Dataset`` objects with ``az.dict_to_dataset`` and put
+together by :func:`assemble`, the one place that knows which ArviZ line is installed: on
+ArviZ 0.x it returns ``az.InferenceData``, on ArviZ 1.x an ``xarray.DataTree`` (same group
+names; ArviZ 1.x has no ``from_pyro`` and its statistics take a DataTree).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pyro
+import pyro.poutine as poutine
+import torch
+import xarray as xr
+from pyro.infer import MCMC, Predictive
+from pyro.poutine.util import site_is_subsample
+
+from ..inference.result import FitResult
+from ..inference.svi import resolve_pair
+from ..models.base import DATA_PLATE
+
+ARVIZ_1 = int(az.__version__.split(".")[0]) >= 1
+PARTICLES = "_draws"
+GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "observed_data", "sample_stats")
+
+
+# --------------------------------------------------------------------------- ArviZ seam
+def _dataset(
+    data: dict[str, np.ndarray], dims: dict[str, list[str]], coords: dict | None, sampled: bool
+) -> xr.Dataset:
+    """One group as an ``xarray.Dataset``; ``sampled`` groups lead with (chain, draw)."""
+    return az.dict_to_dataset(
+        data,
+        library=pyro,
+        coords=coords,
+        dims=dims,
+        default_dims=None if sampled else [],
+        index_origin=0,
+    )
+
+
+def assemble(groups: dict[str, xr.Dataset], attrs: dict | None = None) -> Any:
+    """Put group datasets together: ``az.InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on 1.x.
+
+    This is the only function that depends on the ArviZ line; everything else builds plain
+    ``xarray.Dataset`` groups.
+    """
+    groups = {k: v for k, v in groups.items() if v is not None and len(v.data_vars)}
+    if attrs:
+        for ds in groups.values():
+            ds.attrs.update({k: str(v) for k, v in attrs.items()})
+    if ARVIZ_1:  # pragma: no cover - ArviZ 1.x needs Python >= 3.12; not installed here
+        return xr.DataTree.from_dict({f"/{k}": v for k, v in groups.items()})
+    return az.InferenceData(**groups)
+
+
+def save_inference_data(idata: Any, path: str | os.PathLike) -> Path:
+    """Write ``idata`` to a netCDF file (h5netcdf engine); return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if ARVIZ_1:  # pragma: no cover
+        idata.to_netcdf(path, engine="h5netcdf")
+    else:
+        idata.to_netcdf(str(path))
+    return path
+
+
+def load_inference_data(path: str | os.PathLike) -> Any:
+    """Read an InferenceData (ArviZ 0.x) or DataTree (1.x) written by :func:`save_inference_data`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no InferenceData file at {path}")
+    if ARVIZ_1:  # pragma: no cover
+        return xr.open_datatree(path, engine="h5netcdf").load()
+    return az.from_netcdf(str(path))
+
+
+# --------------------------------------------------------------------------- naming
+def _plates(site: dict) -> dict[int, str]:
+    """``{dim: plate name}`` of the vectorized plates around ``site`` (the draw plate excluded)."""
+    return {
+        f.dim: f.name
+        for f in site["cond_indep_stack"]
+        if f.vectorized and f.dim is not None and f.name != PARTICLES
+    }
+
+
+def _sample_sites(trace) -> dict[str, dict]:
+    return {
+        name: site
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    }
+
+
+def max_plate_nesting(model: Callable, guide: Callable | None, args: tuple, kwargs: dict) -> int:
+    """Return how many nested vectorized plates the model (and guide) use."""
+    traces = []
+    if guide is not None:
+        gtr = poutine.trace(guide).get_trace(*args, **kwargs)
+        traces.append(gtr)
+        traces.append(poutine.trace(poutine.replay(model, trace=gtr)).get_trace(*args, **kwargs))
+    else:
+        traces.append(poutine.trace(model).get_trace(*args, **kwargs))
+    dims = [-d for tr in traces for site in _sample_sites(tr).values() for d in _plates(site)]
+    return max(dims, default=0)
+
+
+def _name_batch(
+    name: str, value: torch.Tensor, event_dim: int, plates: dict[int, str], nesting: int, drawn: bool
+):
+    """Return ``(array, dim names)``: batch dims named by plates, unowned size-1 dims squeezed.
+
+    With ``drawn`` the leading dim (at ``-nesting - 1`` of the batch shape) is the draw dim and
+    is kept unnamed in front.
+    """
+    value = value.detach().cpu()
+    batch_len = value.dim() - event_dim
+    width = nesting + 1 if drawn else nesting
+    if batch_len > width:
+        raise ValueError(f"site {name!r} has more batch dims than the model's plates allow")
+    value = value.reshape((1,) * (width - batch_len) + tuple(value.shape))
+    keep, names = [], []
+    for i in range(width):
+        dim = i - width
+        if drawn and i == 0:
+            keep.append(i)
+            continue
+        if dim in plates:
+            keep.append(i)
+            names.append(plates[dim])
+        elif value.shape[i] != 1:
+            keep.append(i)
+            names.append(f"{name}_batch_{i}")
+    squeeze = [i for i in range(width) if i not in keep]
+    arr = value.numpy()
+    if squeeze:
+        arr = arr.squeeze(axis=tuple(squeeze))
+    names += [f"{name}_dim_{j}" for j in range(event_dim)]
+    return arr, names
+
+
+def _site_log_prob(site: dict) -> torch.Tensor:
+    return site["fn"].log_prob(site["value"])
+
+
+def _reduce_to(lp: torch.Tensor, plates: dict[int, str], nesting: int, per_point: bool) -> torch.Tensor:
+    """Sum a ``log_prob`` batch tensor to ``(S,)`` or, with ``per_point``, to ``(S, N)``."""
+    width = nesting + 1
+    lp = lp.reshape((1,) * (width - lp.dim()) + tuple(lp.shape))
+    if not per_point:
+        return lp.reshape(lp.shape[0], -1).sum(-1)
+    data_dim = next(d for d, n in plates.items() if n == DATA_PLATE)
+    lp = lp.movedim(width + data_dim, 1)
+    return lp.reshape(lp.shape[0], lp.shape[1], -1).sum(-1)
+
+
+# --------------------------------------------------------------------------- guides
+@torch.no_grad()
+def _draw_from_guide(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    num_samples: int,
+    nesting: int,
+    posterior_predictive: bool,
+    log_likelihood: bool,
+) -> dict[str, dict[str, tuple[np.ndarray, list[str]]]]:
+    """Draw ``num_samples`` latents from ``guide`` in one vectorized pass; return named arrays per group."""
+    particles = pyro.plate(PARTICLES, num_samples, dim=-nesting - 1)
+    gtr = poutine.trace(particles(guide)).get_trace(*args, **kwargs)
+    mtr = poutine.trace(poutine.replay(particles(model), trace=gtr)).get_trace(*args, **kwargs)
+    gsites, msites = _sample_sites(gtr), _sample_sites(mtr)
+    latent = [n for n, s in msites.items() if not s["is_observed"]]
+    observed = [n for n, s in msites.items() if s["is_observed"]]
+    missing = [n for n in latent if n not in gsites]
+    if missing:
+        raise ValueError(f"the guide has no site for the model's latent sites {missing}")
+    out: dict[str, dict] = {g: {} for g in GROUPS}
+    for n in latent:
+        s = msites[n]
+        out["posterior"][n] = _name_batch(n, s["value"], s["fn"].event_dim, _plates(s), nesting, True)
+    for n in observed:
+        s = msites[n]
+        out["observed_data"][n] = _name_batch(n, s["value"], s["fn"].event_dim, _plates(s), nesting, False)
+        if log_likelihood:
+            lp = _site_log_prob(s)
+            out["log_likelihood"][n] = _name_batch(n, lp, 0, _plates(s), nesting, True)
+    if posterior_predictive and observed:
+        ptr = poutine.trace(poutine.replay(particles(poutine.uncondition(model)), trace=gtr)).get_trace(
+            *args, **kwargs
+        )
+        for n in observed:
+            s = ptr.nodes[n]
+            arr, names = _name_batch(n, s["value"], s["fn"].event_dim, _plates(s), nesting, True)
+            if arr.shape[0] != num_samples:  # the predictive does not depend on the draw
+                arr = np.broadcast_to(arr, (num_samples,) + arr.shape[1:]).copy()
+            out["posterior_predictive"][n] = (arr, names)
+    # log p(x, z) and log p(x, z) - log q(z | x): per data point when every site lives in the
+    # data plate (amortized guides), else one number per draw.
+    per_point = all(DATA_PLATE in _plates(s).values() for s in list(msites.values()) + list(gsites.values()))
+    lp = sum(_reduce_to(_site_log_prob(s), _plates(s), nesting, per_point) for s in msites.values())
+    lq = sum(_reduce_to(_site_log_prob(gsites[n]), _plates(gsites[n]), nesting, per_point) for n in latent)
+    names = [DATA_PLATE] if per_point else []
+    out["sample_stats"]["lp"] = (lp.expand(num_samples, *lp.shape[1:]).numpy(), names)
+    out["sample_stats"]["log_weight"] = ((lp - lq).expand(num_samples, *lp.shape[1:]).numpy(), names)
+    return out
+
+
+def _stack_chains(runs: list[dict], num_chains_each: int) -> dict[str, tuple[dict, dict]]:
+    """Reshape draws to ``(chain, draw, ...)`` and concatenate runs along the chain dim."""
+    groups: dict[str, tuple[dict, dict]] = {}
+    for g in GROUPS:
+        data, dims = {}, {}
+        for name in runs[0][g]:
+            arrays = []
+            for run in runs:
+                arr, names = run[g][name]
+                if g == "observed_data":
+                    arrays = [arr]
+                    break
+                arrays.append(arr.reshape(num_chains_each, arr.shape[0] // num_chains_each, *arr.shape[1:]))
+            data[name] = arrays[0] if g == "observed_data" else np.concatenate(arrays, axis=0)
+            dims[name] = names
+        groups[g] = (data, dims)
+    return groups
+
+
+def from_guide(
+    model: Any,
+    guide: Callable | None = None,
+    data: torch.Tensor | None = None,
+    *,
+    runs: Sequence[Any] | None = None,
+    num_samples: int = 500,
+    num_chains: int = 1,
+    args: tuple = (),
+    kwargs: dict | None = None,
+    posterior_predictive: bool = True,
+    log_likelihood: bool = True,
+    coords: dict | None = None,
+    seed: int | None = None,
+) -> Any:
+    """Return the InferenceData of a variational posterior (an SVI guide or an amortized encoder).
+
+    ``model`` is an object with ``.model``/``.guide`` (e.g. a VAE) or a model function given
+    with ``guide``. The model and guide are called with ``data`` (or ``*args``). Each chain
+    holds ``num_samples`` draws from the guide; a single guide gives ``num_chains``
+    independent chains, while ``runs`` (several ``FitResult`` objects or ``(model, guide)``
+    pairs, e.g. SVI runs from different seeds) gives one chain per run, so R-hat across chains
+    measures how much the runs disagree. Latents inside the data plate (amortized encoders)
+    get a ``data`` dimension. Log densities are in nats.
+    """
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if not isinstance(num_chains, int) or num_chains < 1:
+        raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
+    if data is not None:
+        args = (data,)
+    kwargs = dict(kwargs or {})
+    if runs is not None:
+        if len(runs) == 0:
+            raise ValueError("runs is empty: give at least one fitted run")
+        pairs = [_pair_of(r) for r in runs]
+        per_chain = 1
+    else:
+        pairs = [resolve_pair(model, guide)]
+        per_chain = num_chains
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    drawn = []
+    for model_fn, guide_fn, module in pairs:
+        was_training = module.training if module is not None else False
+        if module is not None:
+            module.eval()
+        try:
+            nesting = max_plate_nesting(model_fn, guide_fn, args, kwargs)
+            drawn.append(
+                _draw_from_guide(
+                    model_fn,
+                    guide_fn,
+                    args,
+                    kwargs,
+                    num_samples * per_chain,
+                    nesting,
+                    posterior_predictive,
+                    log_likelihood,
+                )
+            )
+        finally:
+            if module is not None and was_training:
+                module.train()
+    groups = _stack_chains(drawn, per_chain)
+    datasets = {g: _dataset(d, dims, coords, sampled=g != "observed_data") for g, (d, dims) in groups.items()}
+    return assemble(datasets, {"inference": "variational", "num_runs": len(pairs)})
+
+
+def _pair_of(run: Any) -> tuple[Callable, Callable, torch.nn.Module | None]:
+    if isinstance(run, FitResult):
+        return resolve_pair(run.model, run.guide)
+    if isinstance(run, tuple) and len(run) == 2:
+        return resolve_pair(run[0], run[1])
+    return resolve_pair(run)
+
+
+# --------------------------------------------------------------------------- MCMC
+_EXTRA_FIELDS = {
+    "potential_energy": ("lp", -1.0),
+    "accept_prob": ("acceptance_rate", 1.0),
+    "step_size": ("step_size", 1.0),
+    "num_steps": ("n_steps", 1.0),
+    "energy": ("energy", 1.0),
+}
+
+
+def _dims_from_model(model: Callable, args: tuple, kwargs: dict) -> dict[str, list[str]]:
+    """Dimension names of every sample site of one (unvectorized) model run."""
+    tr = poutine.trace(model).get_trace(*args, **kwargs)
+    sites = _sample_sites(tr)
+    nesting = max((-d for s in sites.values() for d in _plates(s)), default=0)
+    dims = {}
+    for n, s in sites.items():
+        value = s["value"]
+        event_dim = s["fn"].event_dim
+        batch = value.dim() - event_dim
+        plates = _plates(s)
+        names = []
+        for i in range(batch):
+            dim = i - batch
+            names.append(plates.get(dim, f"{n}_batch_{nesting + dim}"))
+        dims[n] = names + [f"{n}_dim_{j}" for j in range(event_dim)]
+    return dims
+
+
+def from_mcmc(
+    mcmc: MCMC,
+    *,
+    posterior_predictive: bool = True,
+    log_likelihood: bool = True,
+    coords: dict | None = None,
+    dims: dict | None = None,
+) -> Any:
+    """Return the InferenceData of a finished ``pyro.infer.MCMC`` run.
+
+    Built on ``az.from_pyro`` and filled where it leaves gaps: dimension names from the
+    model's plates and site names (``from_pyro`` only takes them by hand), a
+    ``posterior_predictive`` group (the observed sites redrawn for every posterior draw),
+    and the sampler's extra fields in ``sample_stats`` (``lp`` = minus the potential energy,
+    ``acceptance_rate``, ``step_size``, ``n_steps`` where the run recorded them with
+    ``extra_fields=``), next to ``diverging``.
+    """
+    if not isinstance(mcmc, MCMC):
+        raise ValueError(f"from_mcmc needs a pyro.infer.MCMC run, got {type(mcmc).__name__}")
+    if not getattr(mcmc, "_samples", None):
+        raise ValueError("the MCMC object has no samples: call mcmc.run(...) first")
+    model = mcmc.kernel.model
+    args, kwargs = mcmc._args, mcmc._kwargs  # noqa: SLF001 (az.from_pyro reads the same)
+    all_dims = _dims_from_model(model, args, kwargs)
+    all_dims.update(dims or {})
+    pp = None
+    if posterior_predictive:
+        samples = mcmc.get_samples()
+        observed = [
+            n
+            for n, s in _sample_sites(poutine.trace(model).get_trace(*args, **kwargs)).items()
+            if s["is_observed"]
+        ]
+        if observed:
+            pred = Predictive(poutine.uncondition(model), posterior_samples=samples, return_sites=observed)
+            pp = {k: v.detach().cpu().numpy() for k, v in pred(*args, **kwargs).items()}
+    idata = az.from_pyro(
+        mcmc,
+        posterior_predictive=pp,
+        log_likelihood=log_likelihood,
+        coords=coords,
+        dims=all_dims,
+    )
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    stats = {}
+    for key, (name, sign) in _EXTRA_FIELDS.items():
+        if key in extra:
+            stats[name] = sign * extra[key].detach().cpu().numpy()
+    if stats:
+        ds = _dataset(stats, {}, coords, sampled=True)
+        idata.sample_stats = xr.merge([idata.sample_stats, ds], compat="override")
+    return idata
+
+
+# --------------------------------------------------------------------------- dispatch
+def to_inference_data(
+    source: Any,
+    data: torch.Tensor | None = None,
+    *,
+    guide: Callable | None = None,
+    num_samples: int = 500,
+    num_chains: int = 1,
+    posterior_predictive: bool = True,
+    log_likelihood: bool = True,
+    coords: dict | None = None,
+    seed: int | None = None,
+    **kw: Any,
+) -> Any:
+    """Return ArviZ InferenceData for any fit; see :func:`from_mcmc` and :func:`from_guide`.
+
+    ``source`` is a ``pyro.infer.MCMC`` run; a ``FitResult``; a list of ``FitResult`` (or of
+    ``(model, guide)`` pairs) from independent SVI runs, which become chains; a model object
+    with ``.model``/``.guide`` (VAE: the encoder's per-data-point posteriors); or a model
+    function with ``guide=``.
+    """
+    if isinstance(source, MCMC):
+        return from_mcmc(
+            source,
+            posterior_predictive=posterior_predictive,
+            log_likelihood=log_likelihood,
+            coords=coords,
+            **kw,
+        )
+    common = dict(
+        num_samples=num_samples,
+        posterior_predictive=posterior_predictive,
+        log_likelihood=log_likelihood,
+        coords=coords,
+        seed=seed,
+        **kw,
+    )
+    if isinstance(source, list | tuple) and not (
+        isinstance(source, tuple) and len(source) == 2 and callable(source[1])
+    ):
+        return from_guide(None, data=data, runs=list(source), **common)
+    if isinstance(source, FitResult):
+        return from_guide(source.model, guide or source.guide, data, num_chains=num_chains, **common)
+    return from_guide(source, guide, data, num_chains=num_chains, **common)
