@@ -1,0 +1,523 @@
+"""Normalizing flows built from Pyro's transforms (or zuko's): exact densities and samplers.
+
+A flow writes a data point as ``x = T(z)`` with ``z ~ N(0, I)`` and an invertible ``T``, so
+
+    log p(x) = log N(T^{-1}(x); 0, I) + log |det d T^{-1}(x) / dx|     (nats)
+
+is exact. :class:`FlowDensity` is a Pyro model with no latent variables: ``model(x)``
+observes the batch under a ``pyro.distributions.TransformedDistribution`` inside
+:func:`~pyro_gen.models.base.data_plate`, so maximum-likelihood training is the ordinary
+``pyro_gen.inference.fit`` (the ELBO of a model without latents is its log-likelihood).
+
+Transforms (``transform=`` names, ``depth`` blocks of one kind, permutations in between):
+
+==================  ==========================================  ==============================
+name                Pyro transform                              direction used for data
+==================  ==========================================  ==============================
+planar              ``Planar`` (Rezende and Mohamed 2015)       data -> base (inverted)
+radial              ``Radial`` (Rezende and Mohamed 2015)       data -> base (inverted)
+affine_coupling     ``AffineCoupling`` (RealNVP, Dinh 2017)     either (both are one pass)
+spline_coupling     ``SplineCoupling`` (NSF, Durkan 2019)       either (both are one pass)
+maf                 ``AffineAutoregressive`` (Papamakarios 17)  data -> base (MAF; inverted)
+naf                 ``NeuralAutoregressive`` (Huang 2018)       data -> base (inverted)
+==================  ==========================================  ==============================
+
+"Inverted" means the cheap direction of Pyro's transform evaluates the density and its
+other direction draws samples. Pyro has no inverse at all for planar, radial and neural
+autoregressive transforms (they only invert values they cached), so this module adds
+them: radial in closed form, planar by bisection on one scalar, neural autoregressive by
+bisection one coordinate at a time in autoregressive order.
+
+Images (``num_levels`` set): pixels ``x = k / (L - 1)`` with ``k`` in ``{0..L-1}`` are
+dequantized, ``v = (k + u) / L`` with ``u ~ U(0, 1)^D`` (Theis et al. 2016), and mapped to
+R^D by ``logit(alpha + (1 - 2 alpha) v)`` whose Jacobian is part of the density. Then
+``E_u[log p(v)] - D log L <= log P(k)``, so the reported bits/dim are an honest upper bound
+on the discrete model's code length; :meth:`FlowDensity.log_likelihood` tightens it by
+importance sampling over ``u`` (Ho et al. 2019).
+
+The second backend: pass ``zuko_flow=`` a zuko ``LazyDistribution`` (e.g.
+``zuko.flows.NSF(features=2, transforms=3)``); it is wrapped with
+``pyro.contrib.zuko.ZukoToPyro`` and used behind the same interface.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pyro
+import pyro.distributions as dist
+import pyro.distributions.transforms as T
+import torch
+from pyro.distributions import constraints
+from pyro.distributions.torch_distribution import TorchDistribution
+from torch import nn
+from torch.distributions.transforms import Transform
+
+from ..data.checks import check_unit_interval
+from .base import data_plate
+
+TRANSFORMS = ("planar", "radial", "affine_coupling", "spline_coupling", "maf", "naf")
+ALIASES = {
+    "spline": "spline_coupling",
+    "nsf": "spline_coupling",
+    "realnvp": "affine_coupling",
+    "coupling": "affine_coupling",
+    "affine_autoregressive": "maf",
+    "neural_autoregressive": "naf",
+}
+PERMUTATIONS = ("auto", "reverse", "random", "none")
+
+
+def canonical_transform(name: str) -> str:
+    """Return the canonical transform name for ``name`` (aliases such as ``spline`` allowed)."""
+    key = str(name).lower().replace("-", "_")
+    key = ALIASES.get(key, key)
+    if key not in TRANSFORMS:
+        known = ", ".join(list(TRANSFORMS) + sorted(ALIASES))
+        raise ValueError(f"transform must be one of {known}; got {name!r}")
+    return key
+
+
+# --------------------------------------------------------------------------- inverses
+# Pyro's Planar, Radial and NeuralAutoregressive raise when asked to invert a value they did
+# not produce themselves; no library offers these inverses, so they are written here. Each
+# finishes with one forward call so the transform's cached log-determinant belongs to the
+# returned point (Pyro computes log|det J| from values cached by the last forward call).
+
+
+def _bisect(fn, target: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, iters: int = 60) -> torch.Tensor:
+    """Solve ``fn(a) = target`` elementwise for a nondecreasing ``fn`` on the bracket ``[lo, hi]``."""
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        above = fn(mid) > target
+        hi = torch.where(above, mid, hi)
+        lo = torch.where(above, lo, mid)
+    return 0.5 * (lo + hi)
+
+
+class InvertiblePlanar(T.Planar):
+    """Pyro's planar flow ``y = x + u tanh(w.x + b)`` with an inverse for any ``y``.
+
+    With ``a = w.x`` the map gives ``w.y = a + (w.u) tanh(a + b)``, monotone in ``a``
+    because Pyro constrains ``w.u >= -1``; ``a`` is found by bisection on
+    ``[w.y - |w.u|, w.y + |w.u|]`` and ``x = y - u tanh(a + b)``.
+    """
+
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        bias, u, w = self._params()
+        with torch.no_grad():
+            u_hat = self.u_hat(u, w)
+            c = (w * u_hat).sum(-1)
+            wy = (y * w).sum(-1)
+            a = _bisect(
+                lambda a: a + c * torch.tanh(a + bias.squeeze(-1)),
+                wy,
+                wy - c.abs() - 1.0,
+                wy + c.abs() + 1.0,
+            )
+            x = y - u_hat * torch.tanh(a + bias.squeeze(-1)).unsqueeze(-1)
+        self._call(x)  # fills the log-determinant cache for (x, y)
+        return x
+
+
+class InvertibleRadial(T.Radial):
+    """Pyro's radial flow ``y = x + beta (x - x0) / (alpha + r)`` with a closed-form inverse.
+
+    ``|y - x0| = r (1 + beta / (alpha + r))`` with ``r = |x - x0|`` is the quadratic
+    ``r^2 + (alpha + beta - r_y) r - alpha r_y = 0``; its positive root gives ``r`` and then
+    ``x = x0 + (y - x0) (alpha + r) / (alpha + r + beta)``.
+    """
+
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        x0, alpha_prime, beta_prime = self._params()
+        alpha = nn.functional.softplus(alpha_prime)
+        beta = -alpha + nn.functional.softplus(beta_prime)
+        diff = y - x0
+        ry = diff.norm(dim=-1, keepdim=True)
+        bq = alpha + beta - ry
+        r = 0.5 * (-bq + torch.sqrt(bq * bq + 4 * alpha * ry))
+        x = x0 + diff * (alpha + r) / (alpha + r + beta)
+        self._call(x)
+        return x
+
+
+class InvertibleNeuralAutoregressive(T.NeuralAutoregressive):
+    """Pyro's neural autoregressive flow (sigmoid flow) with a numerical inverse.
+
+    Each output coordinate is a strictly increasing function of its own input given the
+    inputs before it in the network's autoregressive order, so the inverse is found one
+    coordinate at a time in that order, each by bracketing and bisection (``D x ~100``
+    forward passes: fine for sampling, never needed for densities).
+    """
+
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        order = self.arn.permutation.tolist()
+        with torch.no_grad():
+            x = torch.zeros_like(y)
+            for i in order:
+
+                def coord(v: torch.Tensor, i: int = i) -> torch.Tensor:
+                    xi = x.clone()
+                    xi[..., i] = v
+                    return self._call(xi)[..., i]
+
+                target = y[..., i]
+                lo, hi = target.clone() - 1.0, target.clone() + 1.0
+                for _ in range(40):  # widen the bracket until it holds the root
+                    low_bad, high_bad = coord(lo) > target, coord(hi) < target
+                    if not (low_bad.any() or high_bad.any()):
+                        break
+                    lo = torch.where(low_bad, lo - 2 * (hi - lo), lo)
+                    hi = torch.where(high_bad, hi + 2 * (hi - lo), hi)
+                x[..., i] = _bisect(coord, target, lo, hi)
+        self._call(x)
+        return x
+
+
+def make_transform(
+    name: str,
+    dim: int,
+    hidden: Sequence[int] = (64, 64),
+    count_bins: int = 8,
+    bound: float = 3.0,
+) -> tuple[nn.Module, Transform]:
+    """Return ``(module, generative_transform)`` for one flow block of kind ``name``.
+
+    ``module`` holds the parameters; ``generative_transform`` maps base space towards data
+    space (it is ``module`` itself, or ``module.inv`` where the module's cheap direction is
+    the data-to-base one). ``hidden`` are the conditioner network widths.
+    """
+    name = canonical_transform(name)
+    hidden = [int(h) for h in hidden]
+    if dim < 1:
+        raise ValueError(f"dim must be positive, got {dim}")
+    if name in ("affine_coupling", "spline_coupling") and dim < 2:
+        raise ValueError(f"{name} needs at least 2 dimensions, got {dim}")
+    if name == "planar":
+        m = InvertiblePlanar(dim)
+        return m, m.inv
+    if name == "radial":
+        m = InvertibleRadial(dim)
+        return m, m.inv
+    if name == "affine_coupling":
+        m = T.affine_coupling(dim, hidden_dims=hidden)
+        return m, m
+    if name == "spline_coupling":
+        m = T.spline_coupling(dim, hidden_dims=hidden, count_bins=count_bins, bound=bound)
+        return m, m
+    if name == "maf":
+        m = T.affine_autoregressive(dim, hidden_dims=hidden)
+        return m, m.inv
+    # naf: Pyro's helper builds a plain NeuralAutoregressive; rebuild it with our inverse.
+    proto = T.neural_autoregressive(dim, hidden_dims=hidden)
+    m = InvertibleNeuralAutoregressive(proto.arn, hidden_units=proto.hidden_units)
+    return m, m.inv
+
+
+# --------------------------------------------------------------------------- images
+class Dequantized(TorchDistribution):
+    """A distribution over grey-level pixels ``k / (L - 1)`` from a continuous density on [0, 1]^D.
+
+    ``log_prob(x)`` is the single-sample uniform-dequantization estimate
+    ``log p_c((k + u) / L) - D log L`` (nats, a stochastic lower bound on log P(k));
+    ``sample`` returns ``floor(L v) / (L - 1)`` for ``v`` drawn from the continuous density.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.independent(constraints.unit_interval, 1)
+    has_rsample = False
+
+    def __init__(self, continuous: dist.Distribution, num_levels: int, sampler=None):
+        if num_levels < 2:
+            raise ValueError(f"num_levels must be at least 2, got {num_levels}")
+        self.continuous = continuous
+        self.num_levels = int(num_levels)
+        self._sampler = sampler
+        super().__init__(continuous.batch_shape, continuous.event_shape, validate_args=False)
+
+    def dequantize(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``(k + u) / L`` for pixels ``x = k / (L - 1)``, ``u ~ U(0, 1)`` fresh per pixel."""
+        levels = torch.round(x * (self.num_levels - 1))
+        return (levels + torch.rand_like(x)) / self.num_levels
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.event_shape.numel()
+        return self.continuous.log_prob(self.dequantize(x)) - d * math.log(self.num_levels)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        v = self._sampler(sample_shape) if self._sampler is not None else self.continuous.sample(sample_shape)
+        k = torch.floor(v * self.num_levels).clamp(0, self.num_levels - 1)
+        return k / (self.num_levels - 1)
+
+    def expand(self, batch_shape, _instance=None):
+        return Dequantized(self.continuous.expand(batch_shape), self.num_levels, self._sampler)
+
+
+# --------------------------------------------------------------------------- the model
+class FlowDensity(nn.Module):
+    """A normalizing-flow density over ``(N, dim)`` data, trained by maximum likelihood with ``fit``.
+
+    ``transform`` (see :data:`TRANSFORMS`; ``spline`` means spline coupling) is stacked
+    ``depth`` times with a permutation between blocks (``"auto"``: reverse for 2-D data,
+    a fixed random permutation otherwise) and, with ``batch_norm=True``, Pyro's
+    ``BatchNorm`` after each block. ``hidden`` are the conditioner widths; ``count_bins`` and
+    ``bound`` configure spline coupling. An elementwise affine standardization (buffers
+    ``loc``/``scale``, set by :meth:`init_from_data`) is applied last in the generative
+    direction. ``num_levels`` switches on image mode (dequantization plus the logit change
+    of variables with ``alpha``). ``zuko_flow`` replaces the Pyro stack by a zuko flow.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        transform: str = "spline_coupling",
+        depth: int = 8,
+        hidden: Sequence[int] = (64, 64),
+        *,
+        count_bins: int = 8,
+        bound: float = 3.0,
+        permutation: str = "auto",
+        batch_norm: bool = False,
+        num_levels: int | None = None,
+        alpha: float = 1e-3,
+        zuko_flow: nn.Module | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be a positive integer, got {depth!r}")
+        if permutation not in PERMUTATIONS:
+            raise ValueError(f"permutation must be one of {PERMUTATIONS}, got {permutation!r}")
+        if num_levels is not None and num_levels < 2:
+            raise ValueError(f"num_levels must be None or at least 2, got {num_levels}")
+        if not 0.0 <= alpha < 0.5:
+            raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
+        self.dim = dim
+        self.transform_name = "zuko" if zuko_flow is not None else canonical_transform(transform)
+        self.depth = depth
+        self.num_levels = num_levels
+        self.alpha = float(alpha)
+        self.config = dict(
+            dim=dim,
+            transform=self.transform_name,
+            depth=depth,
+            hidden=list(hidden),
+            count_bins=count_bins,
+            bound=bound,
+            permutation=permutation,
+            batch_norm=batch_norm,
+            num_levels=num_levels,
+            alpha=alpha,
+            seed=seed,
+        )
+        self.register_buffer("loc", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.register_buffer("base_loc", torch.zeros(dim))
+        self.register_buffer("base_scale", torch.ones(dim))
+        self.zuko_flow = zuko_flow
+        self.layers = nn.ModuleList()
+        self._generative: list[Transform] = []
+        if zuko_flow is not None:
+            return
+        g = torch.Generator().manual_seed(seed)
+        for i in range(depth):
+            module, gen = make_transform(self.transform_name, dim, hidden, count_bins, bound)
+            self.layers.append(module)
+            self._generative.append(gen)
+            if i < depth - 1:
+                perm = self._permutation(permutation, i, g)
+                if perm is not None:
+                    p = T.Permute(perm)
+                    self._generative.append(p)
+            if batch_norm and i < depth - 1:
+                bn = T.BatchNorm(dim)
+                self.layers.append(bn)
+                self._generative.append(bn)
+
+    def _permutation(self, kind: str, i: int, g: torch.Generator) -> torch.Tensor | None:
+        if kind == "none" or self.dim == 1:
+            return None
+        if kind == "reverse" or (kind == "auto" and self.dim == 2):
+            return torch.arange(self.dim - 1, -1, -1)
+        return torch.randperm(self.dim, generator=g)
+
+    def _apply(self, fn, *args, **kwargs):
+        # Permute keeps its permutation as a plain tensor attribute: move it with the module.
+        out = super()._apply(fn, *args, **kwargs)
+        for t in self._generative:
+            if isinstance(t, T.Permute):
+                t.permutation = t.permutation.to(self.loc.device)
+        return out
+
+    # ------------------------------------------------------------- construction
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor) -> FlowDensity:
+        """Set the standardization ``loc``/``scale`` to the mean/std of ``x`` (in logit space for
+        images, using mid-bin pixels); returns ``self``."""
+        if self.num_levels is not None:
+            k = torch.round(x * (self.num_levels - 1))
+            x = self._to_real((k + 0.5) / self.num_levels)
+        self.loc.copy_(x.mean(0))
+        self.scale.copy_(x.std(0).clamp_min(1e-3) if x.shape[0] > 1 else torch.ones_like(self.scale))
+        return self
+
+    def _to_real(self, v: torch.Tensor) -> torch.Tensor:
+        s = self.alpha + (1 - 2 * self.alpha) * v
+        return torch.log(s) - torch.log1p(-s)
+
+    def post_transforms(self) -> list[Transform]:
+        """Return the fixed generative transforms after the flow: standardization, then (images)
+        the sigmoid and the affine map from ``[alpha, 1 - alpha]`` onto ``[0, 1]``."""
+        ts: list[Transform] = [T.AffineTransform(self.loc, self.scale, event_dim=1)]
+        if self.num_levels is not None:
+            a = self.alpha
+            ts += [T.SigmoidTransform(), T.AffineTransform(-a / (1 - 2 * a), 1 / (1 - 2 * a))]
+        return ts
+
+    def clear_cache(self) -> None:
+        """Forget the input/output pairs Pyro's transforms cached (call after each optimizer step)."""
+        for t in self._generative:
+            t.clear_cache()
+        for m in self.layers:
+            if isinstance(m, Transform):
+                m.clear_cache()
+
+    def base(self) -> dist.Distribution:
+        """Return the standard normal base distribution with event shape ``(dim,)``."""
+        return dist.Normal(self.base_loc, self.base_scale).to_event(1)
+
+    def continuous(self) -> dist.Distribution:
+        """Return the flow's continuous distribution over data space (``[0, 1]^D`` for images)."""
+        post = self.post_transforms()
+        if self.zuko_flow is not None:
+            from pyro.contrib.zuko import ZukoToPyro
+
+            return dist.TransformedDistribution(ZukoToPyro(self.zuko_flow()), post)
+        return dist.TransformedDistribution(self.base(), self._generative + post)
+
+    def distribution(self) -> dist.Distribution:
+        """Return the distribution the model observes data under (dequantized for images)."""
+        if self.num_levels is None:
+            return self.continuous()
+        return Dequantized(self.continuous(), self.num_levels, sampler=self._sample_continuous)
+
+    def _sample_continuous(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = torch.Size(sample_shape)
+        if self.zuko_flow is not None:
+            y = self.zuko_flow().sample(shape)
+            for t in self.post_transforms():
+                y = t(y)
+            return y
+        return self.continuous().sample(shape)
+
+    # ------------------------------------------------------------- the Pyro pair
+    def check_data(self, x: torch.Tensor, name: str = "data") -> None:
+        """Raise ``ValueError`` if ``x`` is not ``(N, dim)`` (and in [0, 1] for image flows)."""
+        if x.dim() != 2 or x.shape[-1] != self.dim:
+            raise ValueError(f"{name} must have shape (N, {self.dim}) for this flow, got {tuple(x.shape)}")
+        if self.num_levels is not None:
+            check_unit_interval(x, name)
+
+    def model(self, x: torch.Tensor) -> None:
+        """Observe the batch ``x`` under the flow; the ELBO of this model is log p(x) (nats)."""
+        self.clear_cache()
+        with data_plate(x):
+            pyro.sample("x", self.distribution(), obs=x)
+
+    def guide(self, x: torch.Tensor) -> None:
+        """No latent variables: the guide is empty (``fit`` needs a model/guide pair)."""
+
+    # ------------------------------------------------------------- public densities
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the exact log-density of each row of ``x`` under the continuous flow, ``(N,)`` nats.
+
+        For image flows ``x`` lives in the continuous pixel space ``[0, 1]^D`` (dequantized
+        pixels); use :meth:`log_likelihood` for the discrete pixels' log-likelihood.
+        """
+        self.clear_cache()
+        out = self.continuous().log_prob(x)
+        self.clear_cache()
+        return out
+
+    @torch.no_grad()
+    def log_likelihood(self, x: torch.Tensor, num_samples: int = 1, batch_size: int = 1024) -> torch.Tensor:
+        """Return log p(x) per row of ``x`` in nats, ``(N,)``.
+
+        Continuous data: exact. Image data: ``log (1/S) sum_s p_c(v_s) - D log L`` over
+        ``S = num_samples`` uniform dequantizations ``v_s``, a lower bound on the discrete
+        log-likelihood that tightens as ``S`` grows (``S = 1`` is the training objective).
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be positive, got {num_samples}")
+        out = []
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size]
+            if self.num_levels is None:
+                out.append(self.log_prob(xb))
+                continue
+            d = self.distribution()
+            lp = torch.stack([d.log_prob(xb) for _ in range(num_samples)])
+            self.clear_cache()
+            out.append(torch.logsumexp(lp.double(), 0).float() - math.log(num_samples))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def bits_per_dim(self, x: torch.Tensor, num_samples: int = 1) -> float:
+        """Return ``-mean log p(x) / (D ln 2)`` (bits per dimension) using :meth:`log_likelihood`."""
+        return float(-self.log_likelihood(x, num_samples).mean() / (self.dim * math.log(2)))
+
+    @torch.no_grad()
+    def sample(self, num_samples: int) -> torch.Tensor:
+        """Return ``(num_samples, dim)`` draws (grey-level pixels ``k / (L - 1)`` for image flows)."""
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be positive, got {num_samples}")
+        self.clear_cache()
+        out = self.distribution().sample((num_samples,))
+        self.clear_cache()
+        return out
+
+    def num_parameters(self) -> int:
+        """Return the number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------- zuko backend
+ZUKO_FLOWS = ("nsf", "maf", "naf", "realnvp", "nice", "ncsf", "sospf")
+
+
+def make_zuko_flow(
+    name: str, dim: int, depth: int = 8, hidden: Sequence[int] = (64, 64), count_bins: int = 8
+) -> nn.Module:
+    """Return an unconditional zuko flow ``name`` (see :data:`ZUKO_FLOWS`) with ``depth`` transforms.
+
+    Requires the optional ``zuko`` package (``pip install pyro-gen[zuko]``). ``nsf`` is zuko's
+    neural spline flow (autoregressive, ``count_bins`` bins), ``maf`` its affine MAF.
+    """
+    try:
+        import zuko
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ValueError(
+            "the zuko backend needs the optional 'zuko' package: pip install 'pyro-gen[zuko]'"
+        ) from e
+    key = str(name).lower()
+    if key not in ZUKO_FLOWS:
+        raise ValueError(f"zuko flow must be one of {ZUKO_FLOWS}, got {name!r}")
+    kw = dict(features=dim, transforms=depth, hidden_features=tuple(int(h) for h in hidden))
+    if key == "nsf":
+        return zuko.flows.NSF(bins=count_bins, **kw)
+    if key == "ncsf":
+        return zuko.flows.NCSF(bins=count_bins, **kw)
+    if key == "naf":
+        return zuko.flows.NAF(
+            features=dim, transforms=depth, network={"hidden_features": kw["hidden_features"]}
+        )
+    cls = {
+        "maf": zuko.flows.MAF,
+        "realnvp": zuko.flows.RealNVP,
+        "nice": zuko.flows.NICE,
+        "sospf": zuko.flows.SOSPF,
+    }
+    return cls[key](**kw)
