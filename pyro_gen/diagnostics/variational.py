@@ -33,7 +33,6 @@ from pyro.infer.importance import vectorized_importance_weights
 from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
-from ..data.checks import as_data_tensor
 from ..inference.evaluate import importance_log_likelihood, log_weights
 from ..inference.svi import resolve_pair
 from ..models.base import DATA_PLATE, data_plate
@@ -43,6 +42,21 @@ KHAT_GOOD = 0.5
 KHAT_OK = 0.7
 ACTIVITY_THRESHOLD = 0.01
 KL_COLLAPSE_THRESHOLD = 0.01
+
+
+def _check_data(data: Any) -> torch.Tensor:
+    """Return ``data`` as a float tensor; ``ValueError`` if it is empty, scalar or not finite.
+
+    (Looser than ``as_data_tensor``: the conjugate and hierarchical models diagnosed here
+    often take a 1-D vector of observations.)
+    """
+    if not torch.is_tensor(data):
+        data = torch.as_tensor(np.asarray(data), dtype=torch.get_default_dtype())
+    if data.dim() == 0 or data.shape[0] == 0:
+        raise ValueError(f"data must have at least one row, got shape {tuple(data.shape)}")
+    if data.is_floating_point() and not torch.isfinite(data).all():
+        raise ValueError("data contains NaN or infinite values")
+    return data
 
 
 # --------------------------------------------------------------------------- k-hat
@@ -121,7 +135,7 @@ def variational_log_weights(
     column per data point (via :func:`pyro_gen.inference.evaluate.log_weights`); otherwise
     ``(S,)`` for the whole data set (via Pyro's ``vectorized_importance_weights``).
     """
-    data = as_data_tensor(data, "data")
+    data = _check_data(data)
     model_fn, guide_fn, module = resolve_pair(model, guide)
     if module is not None:
         module.eval()
@@ -168,7 +182,7 @@ def importance_gap(
     tightens with k), ``elbo`` the single-sample bound, ``gap = log_likelihood - elbo``:
     an estimate of KL(q || posterior) per data point (from below, for finite k).
     """
-    data = as_data_tensor(data, "data")
+    data = _check_data(data)
     model_fn, guide_fn, _ = resolve_pair(model, guide)
     if _all_in_data_plate(model_fn, guide_fn, (data,)):
         ev = importance_log_likelihood(model, data, guide=guide, k=k, progress=progress)
@@ -223,7 +237,7 @@ def active_units(
     array, ``activity > threshold``), ``num_active`` and ``num_units``. The guide's mean
     ``E_q[z | x]`` is read from the guide distribution of the per-data-point ``site``.
     """
-    data = as_data_tensor(data, "data")
+    data = _check_data(data)
     if data.shape[0] < 2:
         raise ValueError("active_units needs at least 2 data points (it is a variance over data)")
     model_fn, guide_fn, module = resolve_pair(model, guide)
@@ -259,7 +273,7 @@ def kl_per_dim(
     (``(L,)`` array), ``total`` (sum, nats), ``collapsed`` (bool array, ``kl < threshold``)
     and ``num_collapsed``.
     """
-    data = as_data_tensor(data, "data")
+    data = _check_data(data)
     model_fn, guide_fn, module = resolve_pair(model, guide)
     if module is not None:
         module.eval()
@@ -305,7 +319,7 @@ def amortization_gap(
     proposal), ``amortization_gap = elbo_optimized - elbo_encoder``, ``approximation_gap =
     log_likelihood - elbo_optimized`` and the per-point gaps (``per_point``).
     """
-    data = as_data_tensor(data, "data")
+    data = _check_data(data)
     if num_points < 1 or steps < 1:
         raise ValueError(f"num_points and steps must be positive, got {num_points}, {steps}")
     model_fn, guide_fn, module = resolve_pair(model, guide)
@@ -340,7 +354,10 @@ def amortization_gap(
 
     params = list(locs.values()) + list(log_scales.values())
     opt = torch.optim.Adam(params, lr=lr)
-    elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1)
+    nesting = max_plate_nesting(model_fn, guide_fn, (x,), {})
+    elbo = Trace_ELBO(
+        num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=nesting
+    )
     for _ in tqdm(range(steps), disable=not progress, desc="amortization gap", leave=False):
         loss = elbo.differentiable_loss(model_fn, local_guide, x)
         grads = torch.autograd.grad(loss, params)
@@ -348,8 +365,8 @@ def amortization_gap(
             p.grad = g
         opt.step()
     with torch.no_grad():
-        lw_enc = log_weights(model_fn, guide_fn, x, eval_particles).double()
-        lw_opt = log_weights(model_fn, local_guide, x, eval_particles).double()
+        lw_enc = log_weights(model_fn, guide_fn, x, eval_particles, nesting).double()
+        lw_opt = log_weights(model_fn, local_guide, x, eval_particles, nesting).double()
     elbo_enc, elbo_opt = lw_enc.mean(0), lw_opt.mean(0)
     ll = torch.logsumexp(lw_enc, 0) - math.log(eval_particles)
     gap = elbo_opt - elbo_enc
