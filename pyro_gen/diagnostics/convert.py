@@ -328,15 +328,6 @@ def _pair_of(run: Any) -> tuple[Callable, Callable, torch.nn.Module | None]:
 
 
 # --------------------------------------------------------------------------- MCMC
-_EXTRA_FIELDS = {
-    "potential_energy": ("lp", -1.0),
-    "accept_prob": ("acceptance_rate", 1.0),
-    "step_size": ("step_size", 1.0),
-    "num_steps": ("n_steps", 1.0),
-    "energy": ("energy", 1.0),
-}
-
-
 def _dims_from_model(model: Callable, args: tuple, kwargs: dict) -> dict[str, list[str]]:
     """Dimension names of every sample site of one (unvectorized) model run."""
     tr = poutine.trace(model).get_trace(*args, **kwargs)
@@ -356,6 +347,22 @@ def _dims_from_model(model: Callable, args: tuple, kwargs: dict) -> dict[str, li
     return dims
 
 
+@torch.no_grad()
+def _mcmc_log_joint(model: Callable, mcmc: MCMC, args: tuple, kwargs: dict) -> np.ndarray:
+    """log p(x, z) of every posterior draw (nats), from one vectorized trace of the model."""
+    samples = mcmc.get_samples()
+    num = next(iter(samples.values())).shape[0]
+    trace = Predictive(model, posterior_samples=samples).get_vectorized_trace(*args, **kwargs)
+    total = torch.zeros(num, dtype=torch.float64)
+    for site in _sample_sites(trace).values():
+        lp = site["fn"].log_prob(site["value"])
+        frame = next(f for f in site["cond_indep_stack"] if f.name == "_num_predictive_samples")
+        lp = lp.reshape((1,) * max(0, -frame.dim - lp.dim()) + tuple(lp.shape))
+        lp = lp.movedim(lp.dim() + frame.dim, 0).expand(num, *[-1] * (lp.dim() - 1))
+        total += lp.reshape(num, -1).sum(-1).double()
+    return total.numpy()
+
+
 def from_mcmc(
     mcmc: MCMC,
     *,
@@ -369,9 +376,8 @@ def from_mcmc(
     Built on ``az.from_pyro`` and filled where it leaves gaps: dimension names from the
     model's plates and site names (``from_pyro`` only takes them by hand), a
     ``posterior_predictive`` group (the observed sites redrawn for every posterior draw),
-    and the sampler's extra fields in ``sample_stats`` (``lp`` = minus the potential energy,
-    ``acceptance_rate``, ``step_size``, ``n_steps`` where the run recorded them with
-    ``extra_fields=``), next to ``diverging``.
+    ``sample_stats.lp`` (log p(x, z) of every draw, nats) next to ``diverging``, and each
+    chain's acceptance rate in ``sample_stats.attrs["acceptance_rate"]``.
     """
     if not isinstance(mcmc, MCMC):
         raise ValueError(f"from_mcmc needs a pyro.infer.MCMC run, got {type(mcmc).__name__}")
@@ -391,7 +397,7 @@ def from_mcmc(
         ]
         if observed:
             pred = Predictive(poutine.uncondition(model), posterior_samples=samples, return_sites=observed)
-            pp = {k: v.detach().cpu().numpy() for k, v in pred(*args, **kwargs).items()}
+            pp = {k: v.detach().cpu() for k, v in pred(*args, **kwargs).items()}
     idata = az.from_pyro(
         mcmc,
         posterior_predictive=pp,
@@ -399,14 +405,12 @@ def from_mcmc(
         coords=coords,
         dims=all_dims,
     )
-    extra = mcmc.get_extra_fields(group_by_chain=True)
-    stats = {}
-    for key, (name, sign) in _EXTRA_FIELDS.items():
-        if key in extra:
-            stats[name] = sign * extra[key].detach().cpu().numpy()
-    if stats:
-        ds = _dataset(stats, {}, coords, sampled=True)
-        idata.sample_stats = xr.merge([idata.sample_stats, ds], compat="override")
+    lp = _mcmc_log_joint(model, mcmc, args, kwargs)
+    idata.sample_stats["lp"] = (("chain", "draw"), lp.reshape(idata.posterior.sizes["chain"], -1))
+    diag = mcmc.diagnostics()
+    rates = diag.get("acceptance rate", {})
+    if rates:
+        idata.sample_stats.attrs["acceptance_rate"] = [float(rates[c]) for c in sorted(rates)]
     return idata
 
 

@@ -9,6 +9,7 @@ min(1 - 1/log10(S), 0.7).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import arviz as az
@@ -117,4 +118,7 @@ def compare(models: dict[str, Any], ic: str = "loo", **kwargs: Any) -> Any:
     missing = [n for n, d in models.items() if "log_likelihood" not in d.groups()]
     if missing:
         raise ValueError(f"models {missing} have no log_likelihood group")
-    return az.compare(models, ic=ic, **kwargs)
+    with warnings.catch_warnings():
+        # ArviZ 0.23 calls DataFrame.sort_values(inplace=True), deprecated by pandas 3.1
+        warnings.filterwarnings("ignore", message=".*inplace keyword.*")
+        return az.compare(models, ic=ic, **kwargs)
