@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +18,21 @@ import numpy as np  # noqa: E402
 
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
+    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+@contextlib.contextmanager
+def _quiet_arviz() -> Iterator[None]:
+    # ArviZ 0.23's matplotlib backend calls normalize_kwargs with a dict, deprecated in
+    # matplotlib 3.11: harmless here, and not ours to fix.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=matplotlib.MatplotlibDeprecationWarning)
+        yield
 
 
 def _figure_of(axes: Any) -> Any:
@@ -40,10 +53,11 @@ def plot_rank(
     """
     if kind not in ("rank", "trace"):
         raise ValueError(f"kind must be 'rank' or 'trace', got {kind!r}")
-    if kind == "rank":
-        axes = az.plot_rank(idata, var_names=var_names, coords=coords, show=False)
-    else:
-        axes = az.plot_trace(idata, var_names=var_names, coords=coords, show=False, compact=True)
+    with _quiet_arviz():
+        if kind == "rank":
+            axes = az.plot_rank(idata, var_names=var_names, coords=coords, show=False)
+        else:
+            axes = az.plot_trace(idata, var_names=var_names, coords=coords, show=False, compact=True)
     return _save(_figure_of(axes), path)
 
 
@@ -51,7 +65,8 @@ def plot_ess(
     idata: Any, path: str | os.PathLike, var_names: list[str] | None = None, coords: dict | None = None
 ) -> Path:
     """Write the local ESS plot (``az.plot_ess``: effective draws per quantile region); return the path."""
-    axes = az.plot_ess(idata, var_names=var_names, coords=coords, kind="local", show=False)
+    with _quiet_arviz():
+        axes = az.plot_ess(idata, var_names=var_names, coords=coords, kind="local", show=False)
     return _save(_figure_of(axes), path)
 
 
@@ -89,6 +104,7 @@ def plot_kl_per_dim(
     if activity is not None:
         act = np.asarray(activity, dtype=float)
         ax2 = axes[0, 1]
+        act = np.maximum(act, 1e-12)  # log axis
         ax2.bar(units, act, color=np.where(act <= 0.01, "tab:red", "tab:blue"))
         ax2.axhline(0.01, color="grey", ls="--", lw=0.8)
         ax2.set_yscale("log")
