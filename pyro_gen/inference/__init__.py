@@ -1,5 +1,6 @@
 """Trainers and evaluation: the SVI loop, estimators, importance-sampled log-likelihood."""
 
+from . import compiled  # noqa: F401  (registers the compiled 'jit' estimator)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .estimators import estimator_names, make_estimator, register_estimator
 from .evaluate import evaluate, importance_log_likelihood, log_weights

@@ -32,6 +32,11 @@ def minibatch(num_data: int, indices: torch.Tensor) -> Iterator[None]:
         _state.current = previous
 
 
+def current_minibatch() -> tuple[int, torch.Tensor] | None:
+    """Return ``(num_data, indices)`` of the enclosing :func:`minibatch`, or None outside one."""
+    return getattr(_state, "current", None)
+
+
 def data_plate(x: torch.Tensor, dim: int = -1) -> pyro.plate:
     """Return the ``pyro.plate("data", ...)`` over the rows of ``x`` (see the module docstring)."""
     current = getattr(_state, "current", None)

@@ -1,0 +1,183 @@
+"""Overhead of ``fit`` against a hand-written PyTorch VAE step (same network, batch, optimizer).
+
+For a digits-sized net (64-256-16) and an MNIST-sized net (784-400-50), batch 128, Adam 1e-3,
+each method trains the same architecture for ``--steps`` timed steps after ``--warmup``
+untimed ones (compilation happens there); methods are interleaved over ``--reps``
+repetitions and the median time per step is reported with its ratio to the hand-written
+PyTorch loop measured in the same run. Run:
+
+    .venv/bin/python benchmarks/overhead.py --out benchmarks/results/overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import pyro
+import pyro.infer as infer
+import pyro.optim
+import torch
+from torch.nn import functional as F
+
+from pyro_gen.inference import fit
+from pyro_gen.models import VAE
+
+CONFIGS = {"digits 64-256-16": (64, 256, 16), "MNIST 784-400-50": (784, 400, 50)}
+
+
+def make_vae(d, h, z, seed=0):
+    torch.manual_seed(seed)
+    return VAE(d, z, hidden=(h,))
+
+
+def torch_reference(vae: VAE, x: torch.Tensor, batch: int, warmup: int, steps: int) -> float:
+    """Hand-written loop: shuffle, slice, encoder, rsample, decoder, BCE + analytic KL, Adam."""
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    n = x.shape[0]
+    perm, pos = torch.randperm(n), 0
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            t0 = time.perf_counter()
+        if pos + batch > n:
+            perm, pos = torch.randperm(n), 0
+        xb = x[perm[pos : pos + batch]]
+        pos += batch
+        loc, scale = vae.encoder(xb)
+        zs = loc + scale * torch.randn_like(loc)
+        rec = F.binary_cross_entropy_with_logits(vae.decoder(zs), xb, reduction="sum")
+        kl = 0.5 * (scale**2 + loc**2 - 1 - 2 * scale.log()).sum()
+        loss = (rec + kl) * (n / batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss.item()  # what a training loop logs
+    return (time.perf_counter() - t0) / steps
+
+
+def ours(vae: VAE, x: torch.Tensor, batch: int, warmup: int, steps: int, estimator: str) -> float:
+    """pyro_gen.fit with the given estimator; time between the end of warm-up and the end."""
+    stamps = {}
+
+    def clock(info):
+        if info.step == warmup or info.step == warmup + steps:
+            stamps[info.step] = time.perf_counter()
+
+    fit(
+        vae,
+        x,
+        estimator=estimator,
+        batch_size=batch,
+        steps=warmup + steps,
+        lr=1e-3,
+        progress=False,
+        callbacks=[clock],
+        seed=None,
+        log_every=10**9,
+    )
+    return (stamps[warmup + steps] - stamps[warmup]) / steps
+
+
+def plain_pyro(vae: VAE, x: torch.Tensor, batch: int, warmup: int, steps: int, jit: bool) -> float:
+    """What a user writes with Pyro alone: SVI + (Jit)Trace_ELBO + pyro.optim.Adam, pyro.module."""
+    pyro.clear_param_store()
+
+    def model(xb):
+        pyro.module("vae", vae)
+        with pyro.plate("data", n, subsample=torch.arange(xb.shape[0])):
+            z = pyro.sample("z", vae.prior())
+            pyro.sample("x", vae.likelihood_dist(z), obs=xb)
+
+    def guide(xb):
+        pyro.module("vae", vae)
+        with pyro.plate("data", n, subsample=torch.arange(xb.shape[0])):
+            loc, scale = vae.encoder(xb)
+            pyro.sample("z", pyro.distributions.Normal(loc, scale).to_event(1))
+
+    n = x.shape[0]
+    elbo = infer.JitTrace_ELBO() if jit else infer.Trace_ELBO()
+    svi = infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), elbo)
+    perm, pos = torch.randperm(n), 0
+    t0 = 0.0
+    with pyro.validation_enabled(False):
+        for i in range(warmup + steps):
+            if i == warmup:
+                t0 = time.perf_counter()
+            if pos + batch > n:
+                perm, pos = torch.randperm(n), 0
+            svi.step(x[perm[pos : pos + batch]])
+            pos += batch
+    return (time.perf_counter() - t0) / steps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--warmup", type=int, default=30)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--out", default="benchmarks/results/overhead.json")
+    args = p.parse_args()
+    warnings.simplefilter("ignore")
+    methods = {
+        "hand-written torch": lambda v, x: torch_reference(v, x, args.batch_size, args.warmup, args.steps),
+        "fit, jit (compiled Trace_ELBO)": lambda v, x: ours(
+            v, x, args.batch_size, args.warmup, args.steps, "jit"
+        ),
+        "fit, reparam (Trace_ELBO)": lambda v, x: ours(
+            v, x, args.batch_size, args.warmup, args.steps, "reparam"
+        ),
+        "fit, analytic-kl": lambda v, x: ours(v, x, args.batch_size, args.warmup, args.steps, "analytic-kl"),
+        "plain Pyro SVI + Trace_ELBO": lambda v, x: plain_pyro(
+            v, x, args.batch_size, args.warmup, args.steps, False
+        ),
+        "plain Pyro SVI + JitTrace_ELBO": lambda v, x: plain_pyro(
+            v, x, args.batch_size, args.warmup, args.steps, True
+        ),
+    }
+    results = {}
+    for cname, (d, h, z) in CONFIGS.items():
+        x = torch.bernoulli(
+            torch.rand(10000 if d > 100 else 1437, d, generator=torch.Generator().manual_seed(0))
+        )
+        times = {m: [] for m in methods}
+        for _ in range(args.reps):
+            for m, f in methods.items():
+                times[m].append(f(make_vae(d, h, z), x))
+        ref = statistics.median(times["hand-written torch"])
+        results[cname] = {
+            m: {
+                "ms_per_step": 1e3 * statistics.median(t),
+                "ratio": statistics.median(t) / ref,
+                "all_ms": [1e3 * v for v in t],
+            }
+            for m, t in times.items()
+        }
+    print(f"| method | {' | '.join(f'{c} ms/step (ratio)' for c in CONFIGS)} |")
+    print("|---|" + "---|" * len(CONFIGS))
+    for m in methods:
+        cells = [f"{results[c][m]['ms_per_step']:.3f} ({results[c][m]['ratio']:.2f}x)" for c in CONFIGS]
+        print(f"| {m} | {' | '.join(cells)} |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "machine": platform.machine(),
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "reps": args.reps,
+    }
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
