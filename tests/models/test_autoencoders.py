@@ -106,6 +106,16 @@ def test_sparse_penalty_is_l1_of_code_and_losses_are_the_likelihoods():
         ({"code_activation": "gelu"}, "code_activation"),
     ],
 )
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small tensors: intra-op threads only add contention on the shared 2-core machine
+    # (measured 10-40x slower with 2 threads under load).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_bad_arguments_name_the_problem(kwargs, word):
     with pytest.raises(ValueError, match=word):
         Autoencoder(4, **kwargs)
