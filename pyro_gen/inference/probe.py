@@ -90,6 +90,15 @@ def linear_probe(
     }
 
 
-def probe_split(model: Any, data: Any, **kw) -> dict[str, float]:
-    """Run :func:`linear_probe` on a :class:`~pyro_gen.data.DataSplit`'s train/test rows and labels."""
-    return linear_probe(model, data.train, data.train_labels, data.test, data.test_labels, **kw)
+def probe_split(model: Any, data: Any, seed: int = 0, **kw) -> dict[str, float]:
+    """Run :func:`linear_probe` on a :class:`~pyro_gen.data.DataSplit`'s train/test rows and labels.
+
+    When the split binarizes minibatches dynamically (its test rows are binarized once), the
+    training rows are binarized once too, with ``seed``, so both sides look alike.
+    """
+    train = data.train
+    if data.batch_transform is not None:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            train = data.batch_transform(train)
+    return linear_probe(model, train, data.train_labels, data.test, data.test_labels, seed=seed, **kw)

@@ -1,0 +1,87 @@
+"""Figures of the autoencoder and autoregressive families and of the one-table family comparison."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_loss_curve(
+    history: Sequence[dict], path: str | os.PathLike, title: str = "autoencoder loss"
+) -> Path:
+    """Plot ``train_loss`` and ``test_loss`` (per data point) against epochs; return the PNG path."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["epoch"] for r in history], [r["train_loss"] for r in history], label="train")
+    test = [(r["epoch"], r["test_loss"]) for r in history if r.get("test_loss") not in (None, "")]
+    if test:
+        ax.plot(*zip(*test), "o-", ms=3, label="held-out")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss per data point")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def _tile(x: np.ndarray, shape: Sequence[int], ncol: int) -> np.ndarray:
+    x = x.reshape(x.shape[0], *shape)
+    n, (h, w) = x.shape[0], shape
+    nrow = int(math.ceil(n / ncol))
+    canvas = np.ones((nrow * (h + 1) + 1, ncol * (w + 1) + 1))
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = x[i]
+    return canvas
+
+
+def sample_grids_side_by_side(
+    samples: Mapping[str, torch.Tensor], shape: Sequence[int], path: str | os.PathLike, num: int = 36
+) -> Path:
+    """Draw one image grid per family (first ``num`` samples each) in a row of panels; return the PNG."""
+    if not samples:
+        raise ValueError("no samples to draw")
+    ncol = int(math.ceil(math.sqrt(num)))
+    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 3.6), squeeze=False)
+    for ax, (name, x) in zip(axes[0], samples.items()):
+        arr = x[:num].detach().cpu().double().numpy().clip(0, 1)
+        ax.imshow(_tile(arr, shape, ncol), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def plot_family_metrics(rows: Sequence[dict], path: str | os.PathLike) -> Path:
+    """Bar charts of bits/dim, Frechet distance, probe accuracy and training seconds per family."""
+    panels = [
+        ("test_bits_per_dim", "test NLL (bits/dim)"),
+        ("frechet_distance", "classifier-feature FD"),
+        ("probe_accuracy", "linear-probe accuracy"),
+        ("train_seconds", "training time (s)"),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.5))
+    for ax, (key, title) in zip(axes, panels):
+        names = [r["family"] for r in rows if r.get(key) is not None]
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        ax.bar(range(len(vals)), vals, color="tab:blue")
+        ax.set_xticks(range(len(vals)))
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
