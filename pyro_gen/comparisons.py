@@ -26,7 +26,9 @@ class Comparison:
 
 _COMPARISONS: dict[str, Comparison] = {}
 # One line per module that registers comparisons (e.g. "pyro_gen.compare.gmm").
-_MODULES: list[str] = []
+_MODULES: list[str] = [
+    "pyro_gen.compare.gmm",
+]
 
 
 def register_comparison(comparison: Comparison) -> Comparison:
