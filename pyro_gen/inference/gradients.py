@@ -15,6 +15,7 @@ unless ``per_point=False``. ``variance`` is per coordinate, ``total_variance`` i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ import torch
 from pyro.infer import ELBO
 
 from ..data.checks import as_data_tensor
+from ..models.base import minibatch
 from .estimators import make_estimator
 from .svi import StepInfo, resolve_pair
 
@@ -128,6 +130,7 @@ def gradient_moments(
     groups: str | dict[str, str | Sequence[str]] | Callable[[str], str | None] = "module",
     num_particles: int = 1,
     per_point: bool = True,
+    num_data: int | None = None,
     preserve_rng: bool = True,
 ) -> dict[str, GroupMoments]:
     """Return the gradient moments of ``estimator`` at the current parameters, per parameter group.
@@ -159,13 +162,17 @@ def gradient_moments(
     store = pyro.get_param_store()
     saved_baselines = {k: store[k].detach().clone() for k in list(store.keys()) if k.startswith("__baseline")}
     rng = torch.get_rng_state() if preserve_rng else None
-    div = float(x.shape[0]) if per_point else 1.0
+    if num_data is not None and num_data < x.shape[0]:
+        raise ValueError(f"num_data={num_data} is smaller than the batch ({x.shape[0]} rows)")
+    div = float(num_data or x.shape[0]) if per_point else 1.0
+    scope = minibatch(num_data, torch.arange(x.shape[0])) if num_data else contextlib.nullcontext()
     was_training = module.training if module is not None else None
     try:
         draws = []
-        for _ in range(num_draws):
-            g = _one_draw(elbo, model_fn, guide_fn, x, params)
-            draws.append(torch.cat([t.reshape(-1) for t in g]).detach() / div)
+        with scope:
+            for _ in range(num_draws):
+                g = _one_draw(elbo, model_fn, guide_fn, x, params)
+                draws.append(torch.cat([t.reshape(-1) for t in g]).detach() / div)
         flat = torch.stack(draws).double()  # (num_draws, P)
     finally:
         if rng is not None:
@@ -215,7 +222,8 @@ class GradientVarianceRecorder:
 
     After the optimizer steps listed in ``at_steps`` (or every ``every`` steps) it measures
     ``estimator``'s gradient on the fixed batch ``data`` with ``num_draws`` draws and appends
-    a row ``{"step", "seconds", <group>: summary dict}`` to :attr:`rows`. The random state is
+    a row ``{"step", "seconds", <group>: summary dict}`` to :attr:`rows`; pass
+    ``num_data`` (the training set size) so the batch is scaled as in ``fit``. The random state is
     restored, so the training run is the same with or without the recorder; the time spent
     measuring is accumulated in :attr:`seconds` (wall-clock seconds) and per step in
     :attr:`seconds_until` so timings can exclude it.
@@ -232,6 +240,7 @@ class GradientVarianceRecorder:
         every: int | None = None,
         groups="module",
         guide: Callable | None = None,
+        num_data: int | None = None,
     ):
         if at_steps is None and every is None:
             raise ValueError("give at_steps= or every=")
@@ -246,6 +255,7 @@ class GradientVarianceRecorder:
         self.at_steps = set(at_steps or ())
         self.every = every
         self.groups = groups
+        self.num_data = num_data
         self.rows: list[dict] = []
         self.seconds = 0.0
         self._spent: list[tuple[int, float]] = []
@@ -256,7 +266,13 @@ class GradientVarianceRecorder:
             return
         t0 = time.perf_counter()
         moments = gradient_moments(
-            self.model, self.guide, self.estimator, self.data, self.num_draws, groups=self.groups
+            self.model,
+            self.guide,
+            self.estimator,
+            self.data,
+            self.num_draws,
+            groups=self.groups,
+            num_data=self.num_data,
         )
         row: dict[str, Any] = {"step": info.step}
         row.update({g: m.summary() for g, m in moments.items()})
