@@ -9,6 +9,7 @@ does not sample.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -72,7 +73,7 @@ def train_autoencoder_family(model, data, config: dict, out: Path):
         test_data=data.test,
         transform=data.batch_transform,
         seed=int(config.get("seed", 0)),
-        progress=bool(config.get("progress", True)),
+        progress=bool(config.get("progress", sys.stderr.isatty())),
     )
     out = Path(out)
     state = {
