@@ -27,6 +27,7 @@ class Comparison:
 _COMPARISONS: dict[str, Comparison] = {}
 # One line per module that registers comparisons (e.g. "pyro_gen.compare.gmm").
 _MODULES: list[str] = [
+    "pyro_gen.compare.families",
     "pyro_gen.compare.gmm",
 ]
 
