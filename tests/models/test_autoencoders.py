@@ -10,6 +10,16 @@ from pyro_gen.models.autoencoders import Autoencoder
 from pyro_gen.models.vae import VAE
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small tensors: intra-op threads only add contention on the shared 2-core machine
+    # (measured 10-40x slower with 2 threads under load).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_digits()
@@ -106,16 +116,6 @@ def test_sparse_penalty_is_l1_of_code_and_losses_are_the_likelihoods():
         ({"code_activation": "gelu"}, "code_activation"),
     ],
 )
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: intra-op threads only add contention on the shared 2-core machine
-    # (measured 10-40x slower with 2 threads under load).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_bad_arguments_name_the_problem(kwargs, word):
     with pytest.raises(ValueError, match=word):
         Autoencoder(4, **kwargs)
@@ -161,3 +161,18 @@ def test_probe_reads_vae_means_and_is_at_chance_on_constant_features(digits):
     assert chance["accuracy"] < 0.2
     with pytest.raises(ValueError, match="labels"):
         linear_probe(None, digits.train, None, digits.test, digits.test_labels)
+
+
+def test_autoencoder_family_run_folder_round_trip(tmp_path, digits):
+    from pyro_gen.runs import load_run, run_fit
+
+    opts = {"kind": "sparse", "code_dim": 8, "hidden": "32", "weight": 0.05}
+    metrics = run_fit("autoencoder", "digits", out=tmp_path, options=opts, steps=5, progress=False)
+    model, _ = load_run(tmp_path)
+    assert isinstance(model, Autoencoder) and model.kind == "sparse" and model.weight == 0.05
+    from pyro_gen.data import load_data
+
+    test = load_data("digits", binarize="dynamic", seed=0).test
+    assert abs(autoencoder_loss(model, test) - metrics["test_loss"]) < 1e-4
+    assert 0.0 <= metrics["probe_accuracy"] <= 1.0
+    assert (tmp_path / "loss.png").exists() and (tmp_path / "reconstructions.png").exists()

@@ -159,3 +159,52 @@ def test_pixelcnn_fits_28x28_shapes_and_rejects_wrong_size():
     assert net.log_prob(x).shape == (2,)
     with pytest.raises(ValueError, match="28x28"):
         net.check_data(torch.zeros(2, 64))
+
+
+def test_made_family_run_folder_round_trip(tmp_path):
+    from pyro_gen.data import load_data
+    from pyro_gen.runs import load_run, run_fit
+
+    metrics = run_fit(
+        "made", "digits", out=tmp_path, options={"hidden": "32", "order": "random"}, steps=3, progress=False
+    )
+    assert metrics["likelihood_kind"] == "exact"
+    model, config = load_run(tmp_path)
+    assert isinstance(model, MADE) and model.likelihood == "bernoulli"
+    test = load_data("digits", binarize="dynamic", seed=0).test
+    assert abs(float(model.log_prob(test).mean()) - metrics["test_log_likelihood"]) < 1e-4
+    assert abs(metrics["test_bits_per_dim"] + metrics["test_log_likelihood"] / (64 * math.log(2))) < 1e-9
+
+
+def test_pixelcnn_family_rejects_non_binary_and_non_image_data():
+    from pyro_gen.data import load_data
+    from pyro_gen.families.pixelcnn import build_pixelcnn
+
+    with pytest.raises(ValueError, match="binary"):
+        build_pixelcnn(load_data("digits", binarize=None), {})
+    with pytest.raises(ValueError, match="image"):
+        build_pixelcnn(load_data("moons", binarize=None), {})
+    net = build_pixelcnn(load_data("digits", binarize="static"), {"channels": 4, "layers": 1})
+    assert net.shape == (8, 8)
+
+
+@pytest.mark.slow
+def test_compare_families_smoke(tmp_path):
+    from pyro_gen.compare.families import compare_families
+
+    res = compare_families(
+        "digits",
+        tmp_path,
+        families=["made", "autoencoder", "nonexistent"],
+        budget="smoke",
+        k=5,
+        num_samples=50,
+        progress=False,
+    )
+    rows = {r["family"]: r for r in res["rows"]}
+    assert rows["made"]["likelihood_kind"] == "exact" and rows["made"]["frechet_distance"] > 0
+    assert (
+        rows["autoencoder"]["test_bits_per_dim"] is None and 0 <= rows["autoencoder"]["probe_accuracy"] <= 1
+    )
+    assert res["skipped"] == {"nonexistent": "not registered"}
+    assert (tmp_path / "families.md").exists() and (tmp_path / "samples.png").exists()
