@@ -339,7 +339,7 @@ def fit_discriminator(
         opt.zero_grad(set_to_none=True)
         d_loss.backward()
         opt.step()
-        losses.append(float(d_loss))
+        losses.append(float(d_loss.detach()))
     return losses
 
 

@@ -1,0 +1,234 @@
+"""The adversarial trainer: loss closed forms, gradient penalty, D* identity, vanishing gradients."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from pyro_gen.inference import load_checkpoint
+from pyro_gen.inference.adversarial import (
+    LOSSES,
+    check_loss,
+    discriminator_loss,
+    discriminator_optimality,
+    generator_gradient_norms,
+    generator_loss,
+    gradient_penalty,
+    optimal_discriminator,
+    train_gan,
+)
+from pyro_gen.models.gan import GAN, mlp_discriminator
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks: one intra-op thread avoids spin-waiting on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def affine_gan(loc: float, scale: float, hidden=(32, 32), pack: int = 1) -> GAN:
+    """A 1-D GAN whose generator x = loc + scale * z makes p_g = N(loc, scale^2) known."""
+    gen = nn.Linear(1, 1)
+    with torch.no_grad():
+        gen.weight.fill_(scale)
+        gen.bias.fill_(loc)
+    return GAN(1, 1, gen, mlp_discriminator(1, hidden, pack=pack), pack=pack)
+
+
+def normal_log_prob(loc, scale):
+    return lambda x: torch.distributions.Normal(loc, scale).log_prob(x.squeeze(-1))
+
+
+def test_loss_closed_forms_at_chance_logits():
+    zero = torch.zeros(5)
+    log2 = math.log(2.0)
+    for name in ("minimax", "ns"):  # binary cross-entropy at D = 1/2
+        assert float(discriminator_loss(name, zero, zero)) == pytest.approx(2 * log2)
+    assert float(generator_loss("minimax", zero)) == pytest.approx(-log2)  # log(1 - 1/2)
+    assert float(generator_loss("ns", zero)) == pytest.approx(log2)  # -log(1/2)
+    assert float(discriminator_loss("hinge", zero, zero)) == pytest.approx(2.0)
+    assert float(discriminator_loss("lsgan", zero, zero)) == pytest.approx(0.5)
+    assert float(generator_loss("lsgan", zero)) == pytest.approx(0.5)
+    r, f = torch.tensor([2.0, 4.0]), torch.tensor([-1.0, 1.0])
+    assert float(discriminator_loss("wgan-gp", r, f)) == pytest.approx(0.0 - 3.0)
+    assert float(generator_loss("wgan-gp", f)) == pytest.approx(0.0)
+
+
+def test_generator_gradients_with_respect_to_the_logit():
+    # d/df log(1 - sigmoid f) = -sigmoid(f);  d/df -log sigmoid(f) = -(1 - sigmoid f)
+    f = torch.tensor([-8.0, -2.0, 0.0, 3.0], requires_grad=True)
+    (g_mm,) = torch.autograd.grad(generator_loss("minimax", f), f)
+    (g_ns,) = torch.autograd.grad(generator_loss("ns", f), f)
+    s = torch.sigmoid(f.detach())
+    torch.testing.assert_close(g_mm, -s / 4)
+    torch.testing.assert_close(g_ns, -(1 - s) / 4)
+    # confident discriminator (f = -8): the minimax gradient has vanished, the ns one has not
+    assert abs(float(g_mm[0])) < 1e-3 < abs(float(g_ns[0]))
+
+
+def test_check_loss_aliases_and_unknown_names():
+    assert check_loss("non-saturating") == "ns"
+    assert check_loss("WGAN") == "wgan-gp"
+    assert set(LOSSES) == {"minimax", "ns", "wgan-gp", "hinge", "lsgan"}
+    with pytest.raises(ValueError, match="unknown GAN loss 'vanilla'"):
+        check_loss("vanilla")
+
+
+@pytest.mark.parametrize("dim", [1, 2, 8])
+def test_gradient_penalty_zero_for_unit_norm_linear_critic(dim):
+    critic = nn.Linear(dim, 1)
+    with torch.no_grad():
+        critic.weight.copy_(torch.randn(1, dim))
+        critic.weight /= critic.weight.norm()
+    real, fake = torch.randn(64, dim), torch.randn(64, dim) + 3
+    assert float(gradient_penalty(critic, real, fake).detach()) == pytest.approx(0.0, abs=1e-10)
+    with torch.no_grad():  # |w| = 2 -> (2 - 1)^2 = 1 everywhere
+        critic.weight *= 2
+    assert float(gradient_penalty(critic, real, fake).detach()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_gradient_penalty_differentiable_and_rejects_shape_mismatch():
+    critic = nn.Linear(2, 1)
+    gp = gradient_penalty(critic, torch.randn(8, 2), torch.randn(8, 2))
+    gp.backward()  # create_graph=True: the penalty trains the critic
+    assert critic.weight.grad is not None
+    with pytest.raises(ValueError, match="same shape"):
+        gradient_penalty(critic, torch.randn(8, 2), torch.randn(4, 2))
+
+
+def test_optimal_discriminator_formula():
+    lp = torch.tensor([0.0, math.log(3.0)])
+    torch.testing.assert_close(optimal_discriminator(lp, torch.zeros(2)), torch.tensor([0.5, 0.75]))
+
+
+def test_trained_discriminator_matches_d_star_on_1d_gaussians():
+    # p_data = N(0, 1), fixed generator p_g = N(1, 1.5^2): D* = p_data / (p_data + p_g)
+    gan = affine_gan(1.0, 1.5)
+    grid = torch.linspace(-2.0, 3.0, 51).unsqueeze(-1)
+    res = discriminator_optimality(
+        gan,
+        lambda m: torch.randn(m, 1),
+        normal_log_prob(0.0, 1.0),
+        normal_log_prob(1.0, 1.5),
+        grid,
+        steps=800,
+        batch_size=512,
+        lr=3e-3,
+    )
+    assert res["max_abs_error"] < 0.06
+    assert res["mean_abs_error"] < 0.03
+    # and it is a real comparison: D* varies over the grid far more than the tolerance
+    assert float(res["d_star"].max() - res["d_star"].min()) > 0.4
+
+
+def test_discriminator_optimality_needs_unpacked_gan():
+    gan = affine_gan(0.0, 1.0, pack=2)
+    with pytest.raises(ValueError, match="pack=1"):
+        discriminator_optimality(
+            gan, torch.randn, normal_log_prob(0, 1), normal_log_prob(0, 1), torch.zeros(3, 1)
+        )
+
+
+def test_minimax_generator_gradient_vanishes_where_non_saturating_does_not():
+    gan = affine_gan(4.0, 0.5)  # generator far from the data N(0, 1): early training
+    rows = generator_gradient_norms(gan, torch.randn(2000, 1), d_steps=200, measure_every=100, lr=3e-3)
+    first, last = rows[0], rows[-1]
+    assert [r["d_step"] for r in rows] == [0, 100, 200]
+    assert last["d_accuracy"] > 0.95
+    # at initialization D(G(z)) is near 1/2, so both gradients are of the same size
+    assert 0.3 < first["minimax_grad_norm"] / first["ns_grad_norm"] < 3.0
+    # a confident D: |grad minimax| = E[D(G(z)) ...] << |grad ns| = E[(1 - D(G(z))) ...]
+    assert last["minimax_grad_norm"] < 0.05 * last["ns_grad_norm"]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_moves_the_generator_to_the_data(loss):
+    # 2-D on purpose: in 1-D the two-sided gradient penalty has two disconnected optima
+    # (critic slope +1 or -1), and a critic that starts with the wrong slope stays there.
+    torch.manual_seed(0)
+    target = torch.tensor([2.0, -1.0])
+    data = target + 0.5 * torch.randn(2000, 2)
+    gen = nn.Linear(2, 2)
+    with torch.no_grad():
+        gen.weight.copy_(torch.eye(2))
+        gen.bias.zero_()
+    gan = GAN(2, 2, gen, mlp_discriminator(2, (16, 16)))
+    res = train_gan(
+        gan,
+        data,
+        loss=loss,
+        steps=150,
+        batch_size=128,
+        lr=1e-2,
+        d_steps=2 if loss == "wgan-gp" else 1,
+        log_every=50,
+        progress=False,
+    )
+    # the generator starts at N(0, I), 2.24 away from the data's mean
+    assert float((gan.sample(4000).mean(0) - target).norm()) < 1.0
+    assert [r["step"] for r in res.history] == [50, 100, 150]
+
+
+def test_train_gan_returns_fit_result_and_checkpoint(tmp_path):
+    data = torch.randn(500, 2)
+    gan = GAN.for_data(2, hidden=(8,), pack=2)
+    seen = []
+    res = train_gan(
+        gan,
+        data,
+        steps=6,
+        batch_size=32,
+        log_every=3,
+        progress=False,
+        checkpoint=tmp_path / "c.pt",
+        eval_fn=lambda g: {"mean_x": float(g.sample(10).mean())},
+        eval_every=3,
+        callbacks=[seen.append],
+        lr_schedule="linear",
+    )
+    assert res.steps == 6 and res.estimator == "adversarial:ns:pack2"
+    assert res.epochs == pytest.approx(6 / (500 // 32))
+    assert len(res.history) == 2 and seen == res.history
+    row = res.history[-1]
+    for key in ("step", "epoch", "d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm", "seconds", "mean_x"):
+        assert key in row
+    assert 0 < res.history[0]["seconds"] <= row["seconds"] == pytest.approx(res.seconds)
+    state = load_checkpoint(tmp_path / "c.pt")
+    gan2 = GAN.for_data(2, hidden=(8,), pack=2)
+    gan2.load_state_dict(state["module_state"])
+    z = torch.randn(5, 2)
+    torch.testing.assert_close(gan2.generate(z), gan.generate(z))
+    assert set(state["optimizer_state"]) == {"generator", "discriminator"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"loss": "nope"}, "unknown GAN loss"),
+        ({"batch_size": 30}, "multiple of pack=4"),
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"d_steps": 0}, "d_steps"),
+        ({"gp_weight": -1.0}, "gp_weight"),
+        ({"lr_schedule": "cosine"}, "lr_schedule"),
+        ({"steps": 0}, "steps must be positive"),
+    ],
+)
+def test_train_gan_rejects_bad_arguments(kwargs, match):
+    gan = GAN.for_data(2, hidden=(8,), pack=4)
+    args = {"steps": 1, "batch_size": 32, "progress": False, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        train_gan(gan, torch.randn(100, 2), **args)
+
+
+def test_train_gan_rejects_bad_data():
+    gan = GAN.for_data(2, hidden=(8,))
+    with pytest.raises(ValueError, match="3 columns"):
+        train_gan(gan, torch.randn(100, 3), steps=1, progress=False)
+    with pytest.raises(ValueError, match="NaN"):
+        train_gan(gan, torch.full((100, 2), float("nan")), steps=1, progress=False)
+    with pytest.raises(ValueError, match="must be a pyro_gen"):
+        train_gan(nn.Linear(2, 2), torch.randn(100, 2), steps=1, progress=False)

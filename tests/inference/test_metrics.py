@@ -1,0 +1,152 @@
+"""Mode-coverage metrics and the Frechet distance: exact mixtures, collapsed samplers, bad input."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from pyro_gen.data import load_digits, sample_gaussian_mixture
+from pyro_gen.data.synthetic import grid_means, ring_means
+from pyro_gen.inference.metrics import (
+    feature_classifier_for,
+    frechet_distance,
+    frechet_distance_gaussians,
+    grid_mode_metrics,
+    mode_metrics,
+    mode_metrics_for_data,
+    ring_mode_metrics,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks: one intra-op thread avoids spin-waiting on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_exact_ring_samples_capture_all_modes_with_high_quality():
+    x, _ = sample_gaussian_mixture(2500, ring_means(8), 0.01, seed=1)
+    m = ring_mode_metrics(x)
+    assert m["modes_captured"] == 8 and m["num_modes"] == 8
+    # within 3 std in 2-D: P(chi_2 <= 9) = 1 - exp(-4.5) = 0.9889
+    assert m["high_quality_share"] == pytest.approx(1 - math.exp(-4.5), abs=0.01)
+    # KL of a multinomial histogram with 2,500 draws to uniform: about (K-1)/(2N) = 0.0014
+    assert 0 <= m["kl_to_uniform"] < 0.01
+    assert sum(m["mode_counts"]) == round(m["high_quality_share"] * 2500)
+
+
+def test_exact_grid_samples_capture_all_25_modes():
+    x, _ = sample_gaussian_mixture(2500, grid_means(5, 2.0), 0.05, seed=2)
+    m = grid_mode_metrics(x)
+    assert m["modes_captured"] == 25
+    assert m["high_quality_share"] > 0.975
+    assert m["kl_to_uniform"] < 0.02
+
+
+def test_single_component_sampler_captures_one_mode_with_kl_log_k():
+    means = ring_means(8)
+    x, _ = sample_gaussian_mixture(2500, means[3:4], 0.01, seed=3)
+    m = ring_mode_metrics(x)
+    assert m["modes_captured"] == 1
+    assert m["mode_counts"][3] == sum(m["mode_counts"])
+    assert m["kl_to_uniform"] == pytest.approx(math.log(8), abs=1e-9)
+
+
+def test_samples_between_modes_are_low_quality_and_capture_nothing():
+    x = torch.zeros(100, 2)  # the ring's centre is 1 away from every mode
+    m = ring_mode_metrics(x)
+    assert m["modes_captured"] == 0 and m["high_quality_share"] == 0.0
+    assert math.isnan(m["kl_to_uniform"])
+
+
+def test_two_equal_modes_give_kl_log4():
+    means = ring_means(8)
+    x = torch.cat([means[0].expand(50, 2), means[1].expand(50, 2)])
+    assert mode_metrics(x, means, 0.01)["kl_to_uniform"] == pytest.approx(math.log(4))
+
+
+def test_mode_metrics_reads_modes_from_the_data_split():
+    from pyro_gen.data import ring_of_gaussians
+
+    data = ring_of_gaussians(num_samples=100, num_modes=5, radius=2.0, std=0.02, num_test=2500)
+    m = mode_metrics_for_data(data, data.test)
+    assert m["num_modes"] == 5 and m["modes_captured"] == 5
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (torch.zeros(10, 3), "3 dimensions"),
+        (torch.zeros(0, 2), "empty"),
+        (torch.full((4, 2), float("nan")), "NaN"),
+        (torch.zeros(10), "rank"),
+    ],
+)
+def test_mode_metrics_rejects_bad_samples(bad, match):
+    with pytest.raises(ValueError, match=match):
+        ring_mode_metrics(bad)
+
+
+def test_mode_metrics_rejects_bad_std_and_non_mixture_data():
+    with pytest.raises(ValueError, match="std"):
+        mode_metrics(torch.zeros(3, 2), ring_means(8), 0.0)
+    with pytest.raises(ValueError, match="not a Gaussian mixture"):
+        mode_metrics_for_data(SimpleNamespace(name="digits", info={}), torch.zeros(3, 64))
+
+
+def test_frechet_gaussians_closed_form():
+    # 1-D: (m1 - m2)^2 + (s1 - s2)^2
+    assert frechet_distance_gaussians([0.0], [[4.0]], [3.0], [[1.0]]) == pytest.approx(9 + 1)
+    # commuting diagonal covariances: sum of (sqrt a - sqrt b)^2
+    d = frechet_distance_gaussians([0, 0], [[1, 0], [0, 9]], [0, 0], [[4, 0], [0, 1]])
+    assert d == pytest.approx((1 - 2) ** 2 + (3 - 1) ** 2)
+
+
+def test_frechet_distance_raw_coordinates_matches_shift():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 3, generator=g)
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+    shifted = x + torch.tensor([1.0, 0.0, 2.0])
+    assert frechet_distance(shifted, x) == pytest.approx(5.0, rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def digits_and_classifier():
+    data = load_digits()
+    return data, feature_classifier_for(data)
+
+
+def test_feature_classifier_learns_digits(digits_and_classifier):
+    _, clf = digits_and_classifier
+    assert clf.accuracy_ > 0.9
+
+
+def test_frechet_distance_near_zero_between_halves_and_grows_with_noise(digits_and_classifier):
+    data, clf = digits_and_classifier
+    x = data.train
+    a, b = x[: len(x) // 2], x[len(x) // 2 :]
+    assert frechet_distance(a, a, clf.features) == pytest.approx(0.0, abs=1e-6)
+    halves = frechet_distance(a, b, clf.features)
+    g = torch.Generator().manual_seed(0)
+    noisy = [
+        frechet_distance(a, (b + s * torch.randn(b.shape, generator=g)).clamp(0, 1), clf.features)
+        for s in (0.1, 0.3, 0.6)
+    ]
+    assert noisy[0] < noisy[1] < noisy[2]
+    assert halves < 0.2 * noisy[1]
+
+
+def test_frechet_distance_rejects_bad_input(digits_and_classifier):
+    _, clf = digits_and_classifier
+    with pytest.raises(ValueError, match="dimensions"):
+        frechet_distance(torch.zeros(5, 64), torch.zeros(5, 10))
+    with pytest.raises(ValueError, match="at least 2"):
+        frechet_distance(torch.zeros(1, 64), torch.zeros(5, 64))
+    with pytest.raises(ValueError, match=r"\(N, 64\)"):
+        clf.features(torch.zeros(5, 784))
+    with pytest.raises(ValueError, match="NaN"):
+        frechet_distance(torch.full((5, 64), float("nan")), torch.zeros(5, 64))
