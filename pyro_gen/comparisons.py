@@ -29,6 +29,7 @@ _COMPARISONS: dict[str, Comparison] = {}
 _MODULES: list[str] = [
     "pyro_gen.compare.families",
     "pyro_gen.compare.gmm",
+    "pyro_gen.compare.vae",
 ]
 
 

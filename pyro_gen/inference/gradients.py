@@ -156,12 +156,12 @@ def gradient_moments(
         raise ValueError(f"groups must be 'module', 'name', a dict or a callable, got {groups!r}")
     model_fn, guide_fn, module = resolve_pair(model, guide)
     elbo = make_estimator(estimator, num_particles=num_particles)
+    rng = torch.get_rng_state() if preserve_rng else None
     named = _named_params(model_fn, guide_fn, module, x)
     names = list(named)
     params = [named[n] for n in names]
     store = pyro.get_param_store()
     saved_baselines = {k: store[k].detach().clone() for k in list(store.keys()) if k.startswith("__baseline")}
-    rng = torch.get_rng_state() if preserve_rng else None
     if num_data is not None and num_data < x.shape[0]:
         raise ValueError(f"num_data={num_data} is smaller than the batch ({x.shape[0]} rows)")
     div = float(num_data or x.shape[0]) if per_point else 1.0
@@ -262,8 +262,11 @@ class GradientVarianceRecorder:
 
     def __call__(self, info: StepInfo) -> None:
         """Measure when ``info.step`` is a recording step."""
-        if not (info.step in self.at_steps or (self.every and info.step % self.every == 0)):
-            return
+        if info.step in self.at_steps or (self.every and info.step % self.every == 0):
+            self.record(info.step)
+
+    def record(self, step: int) -> dict:
+        """Measure now and append (and return) a row labelled ``step`` (e.g. 0 before training)."""
         t0 = time.perf_counter()
         moments = gradient_moments(
             self.model,
@@ -274,13 +277,14 @@ class GradientVarianceRecorder:
             groups=self.groups,
             num_data=self.num_data,
         )
-        row: dict[str, Any] = {"step": info.step}
+        row: dict[str, Any] = {"step": step}
         row.update({g: m.summary() for g, m in moments.items()})
         dt = time.perf_counter() - t0
         self.seconds += dt
-        self._spent.append((info.step, self.seconds))
+        self._spent.append((step, self.seconds))
         row["seconds"] = dt
         self.rows.append(row)
+        return row
 
     def seconds_until(self, step: int) -> float:
         """Return the seconds spent measuring at steps ``<= step``."""
