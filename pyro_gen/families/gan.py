@@ -121,21 +121,13 @@ def _evaluate_gan(model, data, config: dict, *, during_training: bool = False) -
     return out
 
 
-def _train_gan(model, data, config: dict, out: Path):
+def _fit(model, data, config, options, o, steps, epochs, d_steps, beta1, beta2, out):
     from .. import runs
     from ..inference.adversarial import train_gan
-    from ..report.gan import plot_gan_losses, plot_mode_coverage
 
-    options = config.get("options", {}) or {}
-    o = _options(options)
-    steps, epochs = _budget(data, config)
-    d_steps = options.get("d_steps") or (5 if o["loss"] == "wgan-gp" else 1)
-    beta1 = float(options.get("beta1", 0.5) if options.get("beta1") is not None else 0.5)
-    beta2 = 0.9 if o["loss"] == "wgan-gp" else 0.999
     is_mixture = "means" in (data.info or {})
-    total = steps if steps is not None else None
-    eval_every = max(1, (total or 1000) // 10) if is_mixture else None
-    result = train_gan(
+    eval_every = max(1, (steps or 1000) // 10) if is_mixture else None
+    return train_gan(
         model,
         data.train,
         loss=o["loss"],
@@ -155,6 +147,25 @@ def _train_gan(model, data, config: dict, out: Path):
         checkpoint=out / runs.CHECKPOINT,
         progress=config.get("progress", True),
     )
+
+
+def _train_gan(model, data, config: dict, out: Path):
+    from ..report.gan import plot_gan_losses, plot_mode_coverage
+
+    options = config.get("options", {}) or {}
+    o = _options(options)
+    steps, epochs = _budget(data, config)
+    d_steps = options.get("d_steps") or (5 if o["loss"] == "wgan-gp" else 1)
+    beta1 = float(options.get("beta1", 0.5) if options.get("beta1") is not None else 0.5)
+    beta2 = 0.9 if o["loss"] == "wgan-gp" else 0.999
+    is_mixture = "means" in (data.info or {})
+    threads = torch.get_num_threads()
+    if not data.is_image:  # 2-D/tabular nets are tiny: one thread beats two (contended) ones
+        torch.set_num_threads(1)
+    try:
+        result = _fit(model, data, config, options, o, steps, epochs, d_steps, beta1, beta2, out)
+    finally:
+        torch.set_num_threads(threads)
     plot_gan_losses(result.history, out / "gan_losses.png", title=f"GAN ({o['loss']}, pack {o['pack']})")
     if is_mixture:
         from ..inference.metrics import mode_metrics_for_data
