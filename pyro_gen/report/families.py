@@ -44,7 +44,7 @@ def _tile(x: np.ndarray, shape: Sequence[int], ncol: int) -> np.ndarray:
     x = x.reshape(x.shape[0], *shape)
     n, (h, w) = x.shape[0], shape
     nrow = int(math.ceil(n / ncol))
-    canvas = np.ones((nrow * (h + 1) + 1, ncol * (w + 1) + 1))
+    canvas = np.full((nrow * (h + 1) + 1, ncol * (w + 1) + 1), 0.35)  # grey separators
     for i in range(n):
         r, c = divmod(i, ncol)
         canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = x[i]
