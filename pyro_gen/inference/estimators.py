@@ -135,7 +135,7 @@ class ScoreFunctionMessenger(Messenger):
         self.baseline = baseline
 
     def _pyro_sample(self, msg):
-        if msg["is_observed"]:
+        if msg["is_observed"] or site_is_subsample(msg):
             return
         fn = msg["fn"]
         if getattr(fn, "has_rsample", False):
