@@ -86,8 +86,15 @@ def canonical_transform(name: str) -> str:
 # returned point (Pyro computes log|det J| from values cached by the last forward call).
 
 
-def _bisect(fn, target: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, iters: int = 60) -> torch.Tensor:
-    """Solve ``fn(a) = target`` elementwise for a nondecreasing ``fn`` on the bracket ``[lo, hi]``."""
+def _bisect(
+    fn, target: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, iters: int | None = None
+) -> torch.Tensor:
+    """Solve ``fn(a) = target`` elementwise for a nondecreasing ``fn`` on the bracket ``[lo, hi]``.
+
+    ``iters`` halvings (default: enough for the dtype's precision on a bracket of width ~10).
+    """
+    if iters is None:
+        iters = 56 if target.dtype == torch.float64 else 30
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         above = fn(mid) > target
@@ -245,8 +252,9 @@ class Dequantized(TorchDistribution):
         d = self.event_shape.numel()
         return self.continuous.log_prob(self.dequantize(x)) - d * math.log(self.num_levels)
 
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        v = self._sampler(sample_shape) if self._sampler is not None else self.continuous.sample(sample_shape)
+    def sample(self, sample_shape=()) -> torch.Tensor:
+        shape = torch.Size(sample_shape)
+        v = self._sampler(shape) if self._sampler is not None else self.continuous.sample(shape)
         k = torch.floor(v * self.num_levels).clamp(0, self.num_levels - 1)
         return k / (self.num_levels - 1)
 
@@ -356,10 +364,11 @@ class FlowDensity(nn.Module):
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor) -> FlowDensity:
         """Set the standardization ``loc``/``scale`` to the mean/std of ``x`` (in logit space for
-        images, using mid-bin pixels); returns ``self``."""
-        if self.num_levels is not None:
+        images, of dequantized pixels); returns ``self``."""
+        if self.num_levels is not None:  # dequantized (fixed noise), so constant pixels keep a spread
             k = torch.round(x * (self.num_levels - 1))
-            x = self._to_real((k + 0.5) / self.num_levels)
+            u = torch.rand(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+            x = self._to_real((k + u) / self.num_levels)
         self.loc.copy_(x.mean(0))
         self.scale.copy_(x.std(0).clamp_min(1e-3) if x.shape[0] > 1 else torch.ones_like(self.scale))
         return self
@@ -404,7 +413,7 @@ class FlowDensity(nn.Module):
             return self.continuous()
         return Dequantized(self.continuous(), self.num_levels, sampler=self._sample_continuous)
 
-    def _sample_continuous(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def _sample_continuous(self, sample_shape=()) -> torch.Tensor:
         shape = torch.Size(sample_shape)
         if self.zuko_flow is not None:
             y = self.zuko_flow().sample(shape)
@@ -475,7 +484,8 @@ class FlowDensity(nn.Module):
         if num_samples < 1:
             raise ValueError(f"num_samples must be positive, got {num_samples}")
         self.clear_cache()
-        out = self.distribution().sample((num_samples,))
+        d = self.distribution()
+        out = self._sample_continuous((num_samples,)) if self.num_levels is None else d.sample((num_samples,))
         self.clear_cache()
         return out
 
