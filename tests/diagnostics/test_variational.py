@@ -97,7 +97,7 @@ def test_amortization_gap_zero_for_exact_encoder_and_closed_for_bad_one(conj, lo
         conj.local_model, local_data, conj.local_encoder(), num_points=8, steps=100, eval_particles=500
     )
     assert abs(good["amortization_gap"]) < 0.02  # nothing to gain: q is the posterior already
-    assert abs(good["approximation_gap"]) < 1e-3
+    assert abs(good["approximation_gap"]) < 5e-3
     bad = amortization_gap(
         conj.local_model,
         local_data,
