@@ -75,6 +75,7 @@ def compare_estimators(
     variance_draws: int = 30,
     variance_batch: int = 128,
     eval_every: int | None = None,
+    eval_particles: int = 100,
     k: int = 1000,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
@@ -84,7 +85,7 @@ def compare_estimators(
     without evaluation and variance measurement), ``variance`` (rows per checkpoint: step and
     per-group ``total_variance``/``snr``/``median_snr``, gradients of the loss in nats per
     data point) and ``final`` (``train_elbo``, ``test_elbo`` in nats per data point with
-    100 particles, ``test_log_likelihood`` by importance sampling with ``k`` samples,
+    ``eval_particles`` particles, ``test_log_likelihood`` by importance sampling with ``k`` samples,
     ``ms_per_step``, and the last checkpoint's encoder/decoder variance and SNR).
     """
     names = _parse_estimators(estimators)
@@ -104,7 +105,14 @@ def compare_estimators(
         train_eval = torch.bernoulli(data.train, generator=g)
     # Warm-up (allocator, kernels, lazy imports) so the first estimator's ms/step is not penalized.
     warm = copy.deepcopy(base)
-    fit(warm, data.train, steps=20, batch_size=batch_size, transform=data.batch_transform, progress=False)
+    fit(
+        warm,
+        data.train,
+        steps=min(20, steps),
+        batch_size=batch_size,
+        transform=data.batch_transform,
+        progress=False,
+    )
     results = []
     for name in names:
         pyro.clear_param_store()
@@ -147,8 +155,8 @@ def compare_estimators(
         train_seconds = res.seconds - recorder.seconds
         with torch.no_grad():
             final = {
-                "train_elbo": elbo_per_point(vae.model, vae.guide, train_eval, num_particles=100),
-                "test_elbo": elbo_per_point(vae.model, vae.guide, data.test, num_particles=100),
+                "train_elbo": elbo_per_point(vae.model, vae.guide, train_eval, num_particles=eval_particles),
+                "test_elbo": elbo_per_point(vae.model, vae.guide, data.test, num_particles=eval_particles),
             }
         ll = importance_log_likelihood(vae, data.test, k=k)
         last = recorder.rows[-1] if recorder.rows else {}
@@ -185,8 +193,9 @@ def write_report(results: list[dict], out: str | Path, config: dict, k: int) -> 
         f"Data `{config['data']}`, {config['steps']} steps of Adam (lr {config['lr']}), batch "
         f"{config['batch_size']}, latent dim {config['latent_dim']}, hidden {config['hidden']}, seed "
         f"{config['seed']}; every estimator starts from the same initialization and sees the same "
-        "minibatches. ELBOs in nats per data point (100 particles); test log p(x) by importance "
-        f"sampling with k={k}; ms/step excludes evaluation and variance measurement. Gradient "
+        f"minibatches. ELBOs in nats per data point ({config['eval_particles']} particles); "
+        f"test log p(x) by importance sampling with k={k}; ms/step excludes evaluation and "
+        "variance measurement. Gradient "
         "variance: trace of the covariance of the gradient of the loss (nats per data point) over "
         f"{config['variance_draws']} draws at fixed parameters on a fixed batch of "
         f"{config['variance_batch']}; SNR = ||mean|| / sqrt(total variance). Values at the last "
@@ -240,6 +249,10 @@ def _vae_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoints", type=int, default=5, help="variance checkpoints from step 0 to the end")
     p.add_argument("--variance-draws", type=int, default=30, help="gradient draws per checkpoint")
     p.add_argument("--k", type=int, default=1000, help="importance samples for the test log p(x)")
+    p.add_argument(
+        "--eval-every", type=int, default=None, help="held-out ELBO every N steps (default steps/20)"
+    )
+    p.add_argument("--eval-particles", type=int, default=100, help="particles for the final ELBOs")
 
 
 def _load(args) -> DataSplit:
@@ -269,6 +282,8 @@ def _run_vae(args: argparse.Namespace) -> int:
         seed=args.seed,
         num_checkpoints=args.checkpoints,
         variance_draws=args.variance_draws,
+        eval_every=args.eval_every,
+        eval_particles=args.eval_particles,
         k=args.k,
         progress=not args.no_progress,
     )
@@ -284,6 +299,7 @@ def _run_vae(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "variance_draws": args.variance_draws,
         "variance_batch": 128,
+        "eval_particles": args.eval_particles,
         "threads": args.threads,
         "total_seconds": time.perf_counter() - t0,
     }
