@@ -430,8 +430,8 @@ def to_inference_data(
 ) -> Any:
     """Return ArviZ InferenceData for any fit; see :func:`from_mcmc` and :func:`from_guide`.
 
-    ``source`` is a ``pyro.infer.MCMC`` run; a ``FitResult``; a list of ``FitResult`` (or of
-    ``(model, guide)`` pairs) from independent SVI runs, which become chains; a model object
+    ``source`` is a ``pyro.infer.MCMC`` run; a ``FitResult``; a ``(model, guide)`` pair; a
+    list of ``FitResult`` (or of pairs) from independent SVI runs, which become chains; a model object
     with ``.model``/``.guide`` (VAE: the encoder's per-data-point posteriors); or a model
     function with ``guide=``.
     """
@@ -451,9 +451,9 @@ def to_inference_data(
         seed=seed,
         **kw,
     )
-    if isinstance(source, list | tuple) and not (
-        isinstance(source, tuple) and len(source) == 2 and callable(source[1])
-    ):
+    if isinstance(source, tuple) and len(source) == 2 and not isinstance(source[1], FitResult | tuple):
+        return from_guide(source[0], source[1], data, num_chains=num_chains, **common)  # (model, guide)
+    if isinstance(source, list | tuple):
         return from_guide(None, data=data, runs=list(source), **common)
     if isinstance(source, FitResult):
         return from_guide(source.model, guide or source.guide, data, num_chains=num_chains, **common)

@@ -98,7 +98,15 @@ def test_pointwise_log_likelihood_gives_the_same_loo_as_by_hand(conj, normal_dat
 def test_amortized_encoder_gets_a_data_dimension(conj):
     vae = VAE(12, latent_dim=3, hidden=[8])
     x = torch.rand(7, 12)
-    idata = to_inference_data(vae, x, num_samples=40, num_chains=2)
+    result = fit(vae, x, steps=2, batch_size=7, progress=False)
+    # a FitResult, the model object and a (model, guide) pair convert alike
+    same = [
+        to_inference_data(src, x, num_samples=40, num_chains=2, seed=5)
+        for src in (result, vae, (vae.model, vae.guide))
+    ]
+    for other in same[1:]:
+        np.testing.assert_array_equal(other.posterior["z"].values, same[0].posterior["z"].values)
+    idata = same[0]
     assert idata.posterior["z"].dims == ("chain", "draw", "data", "z_dim_0")
     assert idata.posterior["z"].shape == (2, 40, 7, 3)
     assert idata.posterior_predictive["x"].dims == ("chain", "draw", "data", "x_dim_0")
