@@ -272,7 +272,10 @@ def from_guide(
     holds ``num_samples`` draws from the guide; a single guide gives ``num_chains``
     independent chains, while ``runs`` (several ``FitResult`` objects or ``(model, guide)``
     pairs, e.g. SVI runs from different seeds) gives one chain per run, so R-hat across chains
-    measures how much the runs disagree. Latents inside the data plate (amortized encoders)
+    measures how much the runs disagree. Each run must own its parameters (an ``nn.Module``
+    guide, a VAE, or AutoGuides under ``pyro.settings.set(module_local_params=True)``):
+    guides reading ``pyro.param`` sites of one shared param store would all draw from the
+    last run. Latents inside the data plate (amortized encoders)
     get a ``data`` dimension. Log densities are in nats.
     """
     if not isinstance(num_samples, int) or num_samples < 1:
