@@ -42,6 +42,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--binarize", default="dynamic", choices=["dynamic", "static", "none"])
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (default: cpu)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,13 +92,30 @@ _COMMON = {
     "family",
     "command",
     "debug",
+    "device",
 }
+
+
+def _init_distributed(device: str | None) -> None:
+    """Join the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1)."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return
+    use_cuda = device not in (None, "cpu") and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from .runs import run_fit
 
     family = get_family(args.family)
+    _init_distributed(args.device)
     if args.epochs is None and args.steps is None:
         args.epochs = 10
     options = {k: v for k, v in vars(args).items() if k not in _COMMON}
@@ -121,7 +139,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         binarize=None if args.binarize == "none" else args.binarize,
         resume=args.resume,
         progress=not args.no_progress,
+        device=args.device,
     )
+    if metrics is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return 0
     keys = ["train_elbo", "test_elbo", "test_log_likelihood", "test_bits_per_dim", "seconds"]
     print(f"{family.name} on {args.data}: {metrics['steps']} steps")
     for key in keys:

@@ -77,13 +77,19 @@ def run_fit(
     binarize: str | None = "dynamic",
     resume: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
+    device: str | None = None,
+) -> dict[str, Any] | None:
     """Fit ``family_name`` on ``data_spec``, evaluate on the test split, write the run folder.
 
     Returns the metrics dict also written to ``metrics.json``: ``train_elbo``, ``test_elbo``,
     ``test_log_likelihood`` (nats per data point, IS with ``k`` samples),
     ``test_bits_per_dim``, ``steps``, ``seconds`` (training wall time) and the settings.
+    Under ``torchrun`` every rank trains; only rank 0 writes files and evaluates (other ranks
+    return None).
     """
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     family = get_family(family_name)
     options = dict(options or {})
     out = Path(out)
@@ -114,7 +120,7 @@ def run_fit(
         "k": k,
     }
     ckpt = out / CHECKPOINT
-    if not resume:
+    if not resume and rank == 0:
         write_json(config, out / "config.json")
     if family.train is not None:
         result = family.train(model, data, config, out)
@@ -137,8 +143,11 @@ def run_fit(
             checkpoint=ckpt,
             checkpoint_every=max(1, data.train.shape[0] // batch_size),
             resume=ckpt if resume else None,
-            progress=progress,
+            progress=progress and rank == 0,
+            device=device,
         )
+    if rank != 0:
+        return None
     result.write_history(out / "history.csv")
     metrics: dict[str, Any] = {
         "model": family.name,

@@ -35,7 +35,7 @@ def _max_plate_nesting(trace) -> int:
 
 def _per_point_log_prob(trace, batch_size: int, particle_dim: int) -> torch.Tensor:
     """Sum each sample site's log-density into ``(num_particles, batch_size)``."""
-    total = torch.zeros(1, batch_size)
+    total: torch.Tensor | None = None
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site):
             continue
@@ -50,8 +50,10 @@ def _per_point_log_prob(trace, batch_size: int, particle_dim: int) -> torch.Tens
             lp = lp.reshape((1,) * (-particle_dim - lp.dim()) + tuple(lp.shape))
         lp = lp.movedim((lp.dim() + particle_dim, lp.dim() + frames[0].dim), (0, 1))
         lp = lp.reshape(lp.shape[0], lp.shape[1], -1).sum(-1)
-        total = total + lp
-    return total
+        total = lp if total is None else total + lp
+    if total is None:
+        return torch.zeros(1, batch_size)
+    return total.expand(total.shape[0], batch_size)
 
 
 @torch.no_grad()
@@ -104,27 +106,33 @@ def importance_log_likelihood(
     if module is not None:
         module.eval()
     n, d = data.shape[0], int(data[0].numel())
+    # data stay where they are; each batch moves to the module's device (one copy per batch)
+    device = (
+        next(module.parameters()).device
+        if module is not None and any(True for _ in module.parameters())
+        else data.device
+    )
     if batch_size is None:
         batch_size = max(1, min(n, memory_budget // (4 * d * min(k, 64))))
     if chunk_size is None:
         chunk_size = max(1, min(k, memory_budget // (4 * d * batch_size)))
-    tr = poutine.trace(guide_fn).get_trace(data[:1])
-    mtr = poutine.trace(poutine.replay(model_fn, trace=tr)).get_trace(data[:1])
+    tr = poutine.trace(guide_fn).get_trace(data[:1].to(device))
+    mtr = poutine.trace(poutine.replay(model_fn, trace=tr)).get_trace(data[:1].to(device))
     nesting = max(_max_plate_nesting(tr), _max_plate_nesting(mtr))
     ll = torch.empty(n, dtype=torch.float64)
     elbo = torch.empty(n, dtype=torch.float64)
     bar = tqdm(total=n, disable=not progress, desc=f"IS k={k}", unit="pt", leave=False)
     try:
         for start in range(0, n, batch_size):
-            xb = data[start : start + batch_size]
+            xb = data[start : start + batch_size].to(device)
             acc = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64)
             wsum = torch.zeros(xb.shape[0], dtype=torch.float64)
             done = 0
             while done < k:
                 m = min(chunk_size, k - done)
                 lw = log_weights(model_fn, guide_fn, xb, m, nesting).double()
-                acc = torch.logaddexp(acc, torch.logsumexp(lw, dim=0))
-                wsum += lw.sum(0)
+                acc = torch.logaddexp(acc, torch.logsumexp(lw, dim=0).cpu())
+                wsum += lw.sum(0).cpu()
                 done += m
             ll[start : start + xb.shape[0]] = acc - math.log(k)
             elbo[start : start + xb.shape[0]] = wsum / k

@@ -14,7 +14,10 @@ import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
+import torch.distributed as dist
 from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from ..data.checks import as_data_tensor
@@ -31,6 +34,37 @@ OPTIMIZERS = {
     "adagrad": torch.optim.Adagrad,
 }
 SCHEDULES = ("constant", "cosine", "exponential")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device | None:
+    """Return the torch device for ``"cpu"``, ``"cuda[:i]"`` or ``"auto"`` (CUDA when available).
+
+    ``None`` means "leave tensors where they are". Raises ``ValueError`` for an unknown name
+    or for CUDA on a machine without it.
+    """
+    if device is None:
+        return None
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+class _LossModule(torch.nn.Module):
+    """The negative ELBO as a module over the model's parameters, for DistributedDataParallel."""
+
+    def __init__(self, module: torch.nn.Module, elbo: ELBO, model_fn: Callable, guide_fn: Callable):
+        super().__init__()
+        self.inner = module
+        self._elbo, self._model, self._guide = elbo, model_fn, guide_fn
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._elbo.differentiable_loss(self._model, self._guide, batch)
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -129,18 +163,24 @@ def elbo_per_point(
     return -total / data.shape[0]
 
 
-def _rng_state(shuffle: torch.Generator) -> dict:
+def _mean_over_ranks(value: float, dist_on: bool) -> float:
+    if not dist_on:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
+
+
+def _rng_state() -> dict:
     return {
         "torch": torch.get_rng_state(),
-        "shuffle": shuffle.get_state(),
         "numpy": np.random.get_state(),  # noqa: NPY002 (saving the legacy global state)
         "python": random.getstate(),
     }
 
 
-def _set_rng_state(state: dict, shuffle: torch.Generator) -> None:
+def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    shuffle.set_state(state["shuffle"])
     np.random.set_state(state["numpy"])  # noqa: NPY002
     random.setstate(state["python"])
 
@@ -174,6 +214,8 @@ def fit(
     callbacks: Sequence[Callable[[StepInfo], None]] = (),
     progress: bool = True,
     validate: bool = False,
+    distributed: bool | None = None,
+    device: str | torch.device | None = None,
 ) -> FitResult:
     """Train ``model`` (with ``guide``) on ``data`` by stochastic variational inference.
 
@@ -187,6 +229,16 @@ def fit(
     ``checkpoint`` is written every ``checkpoint_every`` steps and at the end; ``resume``
     continues a checkpointed run with identical numbers. Returns a :class:`FitResult`
     whose ELBOs are in nats per data point and times in seconds.
+
+    Under ``torchrun`` (an initialised ``torch.distributed`` process group, or
+    ``distributed=True``) the loss is wrapped in ``DistributedDataParallel``: each rank
+    draws ``batch_size`` rows from its ``DistributedSampler`` shard (reseeded per epoch),
+    gradients are averaged by DDP, and only rank 0 writes checkpoints. The shuffling is the
+    sampler's in every case, so a checkpoint resumes under any world size (bit for bit under
+    the same one).
+
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``) moves the module and the
+    data there once, before training.
     """
     data = as_data_tensor(data, "data")
     model_fn, guide_fn, module = resolve_pair(model, guide)
@@ -196,11 +248,27 @@ def fit(
         test_data = as_data_tensor(test_data, "test_data")
         if hasattr(model, "check_data"):
             model.check_data(test_data, "test_data")
+    dev = resolve_device(device)
+    if dev is not None:
+        if module is not None:
+            module.to(dev)
+        data = data.to(dev)
+        test_data = None if test_data is None else test_data.to(dev)
     n = data.shape[0]
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    batch_size = min(batch_size, n)
-    steps_per_epoch = max(1, n // batch_size)
+    dist_on = distributed if distributed is not None else (dist.is_available() and dist.is_initialized())
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist_on else (0, 1)
+    if dist_on and module is None:
+        raise ValueError("distributed fit needs the model (or guide) to be an nn.Module")
+    if n < world:
+        raise ValueError(f"data has {n} rows, fewer than the {world} processes")
+    sampler = DistributedSampler(
+        range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed or 0, drop_last=True
+    )
+    n_local = len(sampler)
+    batch_size = min(batch_size, n_local)
+    steps_per_epoch = max(1, n_local // batch_size)
     if (epochs is None) == (steps is None):
         raise ValueError("give exactly one of epochs= or steps=")
     if epochs is not None:
@@ -236,24 +304,50 @@ def fit(
     else:
         eval_elbo = Trace_ELBO(num_particles=eval_particles, vectorize_particles=eval_particles > 1)
 
-    shuffle = torch.Generator()
+    def epoch_order(epoch: int) -> torch.Tensor:
+        sampler.set_epoch(epoch)
+        return torch.tensor(list(sampler), dtype=torch.long, device=data.device)
+
     state = load_checkpoint(resume) if resume is not None else None
     if seed is not None:
-        pyro.set_rng_seed(seed)
-        shuffle.manual_seed(seed)
+        pyro.set_rng_seed(seed + 1_000_003 * rank)
     if state is not None:
         if module is not None and state["module_state"] is not None:
             module.load_state_dict(state["module_state"])
         pyro.get_param_store().set_state(state["param_store"])
-        _set_rng_state(state["rng"], shuffle)
+        _set_rng_state(state["rng"])
         loop = state["loop"]
-        step, perm, pos = loop["step"], loop["perm"], loop["pos"]
+        step, epoch = loop["step"], loop["epoch"]
+        if loop.get("world", 1) != world or dist_on:
+            # another world size (or several ranks sharing one saved RNG state): give each
+            # rank its own stream, derived from the seed and the step
+            pyro.set_rng_seed((seed or 0) + 7919 * step + 1_000_003 * rank)
+        perm, pos = epoch_order(epoch), loop["global_pos"] // world
         history = list(state.get("history", []))
         elapsed = float(state.get("seconds", 0.0))
         if step >= total_steps:
             raise ValueError(f"checkpoint {resume} is already at step {step} >= the {total_steps} requested")
     else:
-        step, perm, pos, history, elapsed = 0, torch.randperm(n, generator=shuffle), 0, [], 0.0
+        step, epoch, pos, history, elapsed = 0, 0, 0, [], 0.0
+        perm = epoch_order(epoch)
+    ddp = None
+    if dist_on:
+        if not use_diff:
+            raise ValueError(
+                f"distributed fit needs an estimator with differentiable_loss, not {estimator_name}"
+            )
+        # broadcasts rank 0's parameters and buffers at construction
+        ddp = DistributedDataParallel(_LossModule(module, elbo, model_fn, guide_fn))
+
+    def compute_loss(batch: torch.Tensor) -> float:
+        if ddp is not None:
+            loss_t = ddp(batch)
+        elif use_diff:
+            loss_t = elbo.differentiable_loss(model_fn, guide_fn, batch)
+        else:
+            return elbo.loss_and_grads(model_fn, guide_fn, batch)
+        loss_t.backward()
+        return loss_t.item()
 
     opt: torch.optim.Optimizer | None = None
     sched = None
@@ -280,11 +374,12 @@ def fit(
                 "params": {k: store._params[k].detach().clone() for k in names},
                 "constraints": {k: store._constraints[k] for k in names},
             },
-            "rng": _rng_state(shuffle),
+            "rng": _rng_state(),
             "loop": {
                 "step": step,
-                "perm": perm,
-                "pos": pos,
+                "epoch": epoch,
+                "global_pos": pos * world,
+                "world": world,
                 "running": running,
                 "running_count": running_count,
             },
@@ -296,8 +391,9 @@ def fit(
     try:
         with pyro.validation_enabled(validate):
             while step < total_steps:
-                if pos + batch_size > n:
-                    perm, pos = torch.randperm(n, generator=shuffle), 0
+                if pos + batch_size > n_local:
+                    epoch += 1
+                    perm, pos = epoch_order(epoch), 0
                 idx = perm[pos : pos + batch_size]
                 pos += batch_size
                 batch = data[idx]
@@ -309,9 +405,7 @@ def fit(
                         # pyro.param sites, including lazily created ones), then build one
                         # torch optimizer over all of them.
                         with poutine.trace(param_only=True) as ptr:
-                            loss_t = elbo.differentiable_loss(model_fn, guide_fn, batch) if use_diff else None
-                            if loss_t is None:
-                                loss = elbo.loss_and_grads(model_fn, guide_fn, batch)
+                            loss = compute_loss(batch)
                         seen: dict[int, torch.Tensor] = {}
                         if module is not None:
                             for p in module.parameters():
@@ -332,15 +426,8 @@ def fit(
                                 opt.load_state_dict(state["optimizer_state"])
                             if state.get("scheduler_state") is not None:
                                 sched.load_state_dict(state["scheduler_state"])
-                        if loss_t is not None:
-                            loss_t.backward()
-                            loss = loss_t.item()
-                    elif use_diff:
-                        loss_t = elbo.differentiable_loss(model_fn, guide_fn, batch)
-                        loss_t.backward()
-                        loss = loss_t.item()
                     else:
-                        loss = elbo.loss_and_grads(model_fn, guide_fn, batch)
+                        loss = compute_loss(batch)
                 loss = float(loss)
                 if not math.isfinite(loss):
                     where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
@@ -364,7 +451,7 @@ def fit(
                     row = {
                         "step": step,
                         "epoch": round(step / steps_per_epoch, 4),
-                        "train_elbo": -running / running_count / n,
+                        "train_elbo": -_mean_over_ranks(running / running_count, dist_on) / n,
                         "test_elbo": None,
                         "seconds": time.perf_counter() - t_start - eval_seconds,
                         "lr": opt.param_groups[0]["lr"],
@@ -380,8 +467,10 @@ def fit(
                         eval_seconds += time.perf_counter() - t0
                     history.append(row)
                     bar.set_postfix(elbo=f"{row['train_elbo']:.2f}", refresh=False)
-                if ckpt_path is not None and (
-                    (checkpoint_every and step % checkpoint_every == 0) or step == total_steps
+                if (
+                    ckpt_path is not None
+                    and rank == 0
+                    and ((checkpoint_every and step % checkpoint_every == 0) or step == total_steps)
                 ):
                     last_ckpt = save_checkpoint(make_state(), ckpt_path)
     finally:
