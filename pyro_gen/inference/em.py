@@ -214,7 +214,10 @@ class GaussianMixtureEM:
             cov.diagonal(dim1=-2, dim2=-1).add_(self.reg_covar)
         else:
             avg_x2 = (resp.T @ x.square()) / nk[:, None]
-            diag = (avg_x2 - means.square()).clamp_(min=0.0) + self.reg_covar  # (K, D)
+            var = avg_x2 - means.square()
+            # differences at round-off level of the second moment are a collapsed component: exact 0
+            var = torch.where(var > 1e3 * torch.finfo(x.dtype).eps * avg_x2, var, torch.zeros_like(var))
+            diag = var + self.reg_covar  # (K, D)
             cov = diag if self.covariance_type == "diag" else diag.mean(-1)
         return nk / n, means, cov
 
