@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py --out benchmarks/results/overhead.json
+	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.json
 
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/mnist_quality.py --mnist ../shared/data/mnist --out benchmarks/results/mnist_quality.json
