@@ -186,9 +186,10 @@ class ScoreFunctionGraph_ELBO(infer.TraceGraph_ELBO):
 
     - ``baseline="decaying"``: an exponential moving average of the downstream cost,
       ``b <- beta b + (1 - beta) cost`` (``baseline_beta``), kept in the param store;
-    - ``baseline="nn"``: a per-site MLP ``b(x)`` (``baseline_hidden`` units) fitted to the
-      downstream cost by least squares, trained by the same optimizer; its parameters are
-      registered as ``_score_nn_baseline$$$...``. ``x`` is the first argument of the guide.
+    - ``baseline="nn"``: the decaying average plus a per-site MLP ``b(x)`` (``baseline_hidden``
+      units) fitted by least squares to the residual downstream cost, trained by the same
+      optimizer; its parameters are registered as ``_score_nn_baseline$$$...``. ``x`` is the
+      first argument of the guide.
     - ``baseline=None``: no baseline (downstream Rao-Blackwellization only).
 
     Also offers :meth:`differentiable_loss` (the surrogate, whose value is the negative
@@ -226,7 +227,14 @@ class ScoreFunctionGraph_ELBO(infer.TraceGraph_ELBO):
                 name = msg["name"]
                 if name not in self.baseline_nets:
                     self.baseline_nets[name] = _BaselineNet(int(x[0].numel()), self.baseline_hidden)
-                return {"nn_baseline": self.baseline_nets[name], "nn_baseline_input": x}
+                return {
+                    "nn_baseline": self.baseline_nets[name],
+                    "nn_baseline_input": x,
+                    # the network fits the residual around the running average, so it
+                    # need not learn the (large, minibatch-scaled) mean cost from zero
+                    "use_decaying_avg_baseline": True,
+                    "baseline_beta": self.baseline_beta,
+                }
 
             inner = score_function(guide, baseline=per_site)
 
