@@ -520,8 +520,10 @@ def _weights_like(weights: torch.Tensor, site, particle_dim: int) -> torch.Tenso
 
 def _score_graph(baseline):
     def factory(num_particles: int = 1, **kw):
+        # A neural baseline returns one value per data point, so its particles run in a loop.
+        vec = num_particles > 1 and baseline != "nn"
         return ScoreFunctionGraph_ELBO(
-            num_particles=num_particles, vectorize_particles=num_particles > 1, baseline=baseline, **kw
+            num_particles=num_particles, vectorize_particles=vec, baseline=baseline, **kw
         )
 
     return factory
