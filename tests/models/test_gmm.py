@@ -1,0 +1,145 @@
+"""The Pyro Gaussian mixture: enumerated and closed-form marginals agree, MAP finds EM's optimum,
+assignments, the CLI family (fit, sample) and the component matching of the comparison."""
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro.infer import TraceEnum_ELBO
+
+from pyro_gen.cli import main
+from pyro_gen.compare.gmm import match_components
+from pyro_gen.data import sample_gaussian_mixture
+from pyro_gen.inference.em import GaussianMixtureEM, initial_parameters
+from pyro_gen.inference.svi import fit
+from pyro_gen.models.gmm import GaussianMixtureModel, MixtureParameters
+
+MEANS = torch.tensor([[0.0, 0.0], [5.0, 0.5], [1.0, 5.0]])
+SCALES = torch.tensor([0.6, 0.8, 0.5])
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, z = sample_gaussian_mixture(240, MEANS, SCALES, seed=0)
+    return x, z
+
+
+@pytest.mark.parametrize("cov_type", ["full", "diag"])
+def test_enumerated_marginal_equals_closed_form(data, cov_type):
+    """log p(x, theta) with z summed by TraceEnum_ELBO == MixtureSameFamily form == prior + mixture log-lik."""
+    x, _ = data
+    em = GaussianMixtureEM(3, covariance_type=cov_type, seed=0).fit(x)
+    enum = GaussianMixtureModel.from_data(x, 3, cov_type)
+    closed = GaussianMixtureModel.from_data(x, 3, cov_type, marginalized=True)
+    values = enum.init_values(em.weights_, em.means_, em.covariance_matrices())
+    lj_enum, lj_closed = enum.log_joint(x, values), closed.log_joint(x, values)
+    assert lj_enum == pytest.approx(lj_closed, rel=1e-5)
+    # the likelihood part equals the mixture log-density summed over points
+    prior = poutine_prior_log_prob(enum, x, values)
+    loglik = float(enum.parameters_from(values).log_prob(x).sum())
+    assert lj_closed - prior == pytest.approx(loglik, rel=1e-5)
+
+
+def poutine_prior_log_prob(gmm, x, values):
+    tr = pyro.poutine.trace(pyro.poutine.condition(gmm.model, data=values)).get_trace(x)
+    return sum(float(tr.nodes[s]["fn"].log_prob(tr.nodes[s]["value"]).sum()) for s in values)
+
+
+@pytest.mark.parametrize("cov_type", ["full", "diag"])
+def test_init_values_round_trip(data, cov_type):
+    x, _ = data
+    w, m, c = initial_parameters(x, 3, cov_type, seed=0)
+    gmm = GaussianMixtureModel.from_data(x, 3, cov_type)
+    p = gmm.parameters_from(gmm.init_values(w, m, c))
+    assert torch.allclose(p.weights, w, atol=1e-6)
+    assert torch.allclose(p.locs, m, atol=1e-5)
+    assert torch.allclose(p.covariances, c, atol=1e-5)
+
+
+def test_svi_map_reaches_em_optimum_and_assignments(data):
+    """MAP with weak priors on a well-separated mixture lands on EM's maximum-likelihood optimum."""
+    x, z = data
+    w0, m0, c0 = initial_parameters(x, 3, "diag", seed=0)
+    em = GaussianMixtureEM(
+        3, covariance_type="diag", tol=1e-8, max_iter=500,
+        weights_init=w0.numpy(), means_init=m0.numpy(), precisions_init=1 / c0.diagonal(dim1=1, dim2=2).numpy(),
+    ).fit(x)
+    gmm = GaussianMixtureModel.from_data(x, 3, "diag")
+    guide = gmm.map_guide(gmm.init_values(w0, m0, c0))
+    res = fit(gmm.model, x, guide=guide, estimator=TraceEnum_ELBO(max_plate_nesting=1), lr=0.05,
+              batch_size=len(x), steps=300, progress=False)
+    assert res.final_train_elbo is not None
+    p = gmm.parameters_from(guide.median(x))
+    p = p.permute(match_components(p, MixtureParameters(em.weights_, em.means_, em.covariances_)))
+    assert torch.allclose(p.locs, em.means_, atol=0.03)
+    assert torch.allclose(p.weights, em.weights_, atol=0.01)
+    assert torch.allclose(p.covariances.diagonal(dim1=1, dim2=2), em.covariances_, rtol=0.1)
+    assert float(p.log_prob(x).mean()) == pytest.approx(em.score(x), abs=5e-3)
+    # infer_discrete (MAP assignments) == argmax of the closed-form responsibilities
+    labels = gmm.assignments(x, guide)
+    unpermuted = gmm.parameters_from(guide.median(x))
+    assert torch.equal(labels, unpermuted.predict_proba(x).argmax(1))
+    # and those recover the generating components up to relabelling
+    table = torch.zeros(3, 3)
+    table.index_put_((labels, z), torch.ones(len(z)), accumulate=True)
+    assert float(table.max(0).values.sum()) / len(z) > 0.98
+
+
+def test_variational_guide_has_posterior_spread(data):
+    x, _ = data
+    w0, m0, c0 = initial_parameters(x, 3, "diag", seed=0)
+    gmm = GaussianMixtureModel.from_data(x, 3, "diag")
+    guide = gmm.variational_guide(gmm.init_values(w0, m0, c0))
+    fit(gmm.model, x, guide=guide, estimator=TraceEnum_ELBO(max_plate_nesting=1), lr=0.05,
+        batch_size=len(x), steps=150, progress=False)
+    draws = torch.stack([guide(x)["locs"] for _ in range(200)])
+    sd = draws.std(0)
+    # posterior std of a component mean is about sigma / sqrt(n_k) (~0.06 here), certainly in (0.005, 0.5)
+    assert bool((sd > 0.005).all()) and bool((sd < 0.5).all())
+
+
+def test_model_bad_arguments(data):
+    x, _ = data
+    with pytest.raises(ValueError, match="larger than the number of data points"):
+        GaussianMixtureModel.from_data(x[:2], 3)
+    with pytest.raises(ValueError, match="covariance_type"):
+        GaussianMixtureModel(3, 2, "spherical")
+    with pytest.raises(ValueError, match="num_components"):
+        GaussianMixtureModel(0, 2)
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+        GaussianMixtureModel(3, 2).check_data(torch.zeros(5, 3))
+
+
+def test_match_components_undoes_permutation():
+    g = torch.Generator().manual_seed(0)
+    ref = MixtureParameters(torch.ones(5) / 5, torch.randn(5, 3, generator=g) * 3, torch.eye(3).expand(5, 3, 3))
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    shuffled = ref.permute(perm)
+    noisy = MixtureParameters(shuffled.weights, shuffled.locs + 0.05 * torch.randn(5, 3, generator=g),
+                              shuffled.covariances)
+    back = noisy.permute(match_components(noisy, ref))
+    assert torch.allclose(back.locs, ref.locs, atol=0.2)
+    assert torch.equal(ref.permute(perm).permute(match_components(shuffled, ref)).locs, ref.locs)
+
+
+def test_cli_fit_em_and_sample(tmp_path):
+    out = tmp_path / "run"
+    assert main(["fit", "gmm", "--data", "ring", "--method", "em", "--components", "8", "--out", str(out),
+                 "--no-progress"]) == 0
+    metrics = __import__("json").loads((out / "metrics.json").read_text())
+    # ring: 8 equal modes of std 0.01 on the unit circle. A 2-D Gaussian's average log-density
+    # at its own samples is -log(2 pi std^2) - 1 nats; the weight 1/8 subtracts log 8.
+    assert metrics["test_log_likelihood"] == pytest.approx(-np.log(2 * np.pi * 0.01**2) - 1 - np.log(8), abs=0.05)
+    assert "bic" in metrics and (out / "mixture.pt").is_file()
+    npy = tmp_path / "s.npy"
+    assert main(["sample", str(out), "--num", "50", "--out", str(npy)]) == 0
+    s = np.load(npy)
+    assert s.shape == (50, 2)
+    assert np.abs(np.linalg.norm(s, axis=1) - 1).max() < 0.06
+
+
+def test_cli_bad_method_args(tmp_path, capsys):
+    rc = main(["fit", "gmm", "--data", "ring", "--method", "svi", "--covariance-type", "spherical",
+               "--out", str(tmp_path / "r"), "--no-progress"])
+    assert rc == 2
+    assert "spherical" in capsys.readouterr().err
