@@ -33,7 +33,7 @@ PUBLISHED = {
 
 def run_one(data: str, loss: str, pack: int, seed: int, steps: int | None) -> dict:
     """Fit one configuration through run_fit (the CLI's path); return its metrics record."""
-    from pyro_gen.families.gan import EPOCHS_SENTINEL
+    from pyro_gen.families.gan import DEFAULT_BATCH_SIZE, EPOCHS_SENTINEL
     from pyro_gen.runs import run_fit
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,7 +46,7 @@ def run_one(data: str, loss: str, pack: int, seed: int, steps: int | None) -> di
             seed=seed,
             epochs=None if steps else EPOCHS_SENTINEL,
             steps=steps,
-            batch_size=256,
+            batch_size=DEFAULT_BATCH_SIZE,
             lr=1e-3,
             binarize=None,
             progress=False,
@@ -143,7 +143,7 @@ def main() -> None:
         "benchmark": "gan mode coverage (PacGAN ring-8 std 0.01, grid-25 std 0.05, 2,500 samples)",
         "hardware": f"{platform.processor() or platform.machine()}, torch threads {args.threads}",
         "settings": {
-            "batch_size": 256,
+            "batch_size": 512,
             "lr": 1e-3,
             "lr_decay": "linear",
             "steps": args.steps or "family default",

@@ -17,6 +17,8 @@ from ..registry import ModelFamily
 # Generator steps when neither --steps nor --epochs is given (the family default budget).
 DEFAULT_STEPS = {"ring": 4000, "grid": 4000, "digits": 3000, "mnist": 5000}
 DEFAULT_STEPS_OTHER = 3000
+DEFAULT_LOSS = "lsgan"  # the best of the five on grid-25 in benchmarks/gan.py
+DEFAULT_BATCH_SIZE = 512
 EPOCHS_SENTINEL = 0.0  # the gan sub-command's --epochs default: "let the family choose the budget"
 
 
@@ -45,15 +47,15 @@ def _gan_arguments(p: argparse.ArgumentParser) -> None:
         "--lr-decay", default="linear", choices=["linear", "constant"], help="learning-rate schedule"
     )
     p.add_argument("--eval-samples", type=int, default=2500, help="samples drawn for the metrics")
-    # The GAN's own budget and data defaults: grey-level images, batches of 256, and a
+    # The GAN's own budget and data defaults: grey-level images, batches of 512, and a
     # per-data-set number of generator steps (DEFAULT_STEPS) unless --steps/--epochs is given.
-    p.set_defaults(epochs=EPOCHS_SENTINEL, batch_size=256, binarize="none")
+    p.set_defaults(epochs=EPOCHS_SENTINEL, batch_size=DEFAULT_BATCH_SIZE, binarize="none")
 
 
 def _options(options: dict) -> dict:
     hidden = [int(h) for h in str(options.get("hidden") or "128,128,128").split(",") if h]
     return {
-        "loss": options.get("loss", "ns"),
+        "loss": options.get("loss") or DEFAULT_LOSS,
         "pack": int(options.get("pack") or 1),
         "latent_dim": options.get("latent_dim"),
         "arch": options.get("arch", "auto"),
@@ -133,7 +135,7 @@ def _fit(model, data, config, options, o, steps, epochs, d_steps, beta1, beta2, 
         loss=o["loss"],
         steps=steps,
         epochs=epochs,
-        batch_size=int(config.get("batch_size", 256)),
+        batch_size=int(config.get("batch_size", DEFAULT_BATCH_SIZE)),
         lr=float(config.get("lr", 1e-3)),
         lr_d=options.get("lr_d"),
         betas=(beta1, beta2),
@@ -145,7 +147,7 @@ def _fit(model, data, config, options, o, steps, epochs, d_steps, beta1, beta2, 
         eval_fn=(lambda g: _evaluate_gan(g, data, config, during_training=True)) if is_mixture else None,
         eval_every=eval_every,
         checkpoint=out / runs.CHECKPOINT,
-        progress=config.get("progress", True),
+        progress=config.get("progress"),  # run_fit does not pass it: None lets tqdm decide
     )
 
 

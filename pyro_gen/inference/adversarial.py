@@ -137,7 +137,7 @@ def train_gan(
     eval_every: int | None = None,
     callbacks: Sequence[Callable[[dict], None]] = (),
     checkpoint: str | Path | None = None,
-    progress: bool = True,
+    progress: bool | None = True,
 ) -> FitResult:
     """Train ``gan`` adversarially on ``data`` ``(N, D)``; return a :class:`FitResult`.
 
@@ -216,7 +216,10 @@ def train_gan(
     sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real": 0.0, "d_fake": 0.0, "g_grad_norm": 0.0}
     count = 0
     train_seconds = 0.0
-    bar = tqdm(total=steps, desc=f"GAN ({loss})", disable=not progress, leave=False)
+    # progress=None: tqdm decides (shown on a terminal, hidden when output is redirected)
+    bar = tqdm(
+        total=steps, desc=f"GAN ({loss})", disable=None if progress is None else not progress, leave=False
+    )
     for step in range(1, steps + 1):
         t0 = time.perf_counter()
         for _ in range(d_steps):

@@ -183,7 +183,7 @@ def test_family_digits_frechet_and_cli_defaults(tmp_path):
     from pyro_gen.runs import run_fit
 
     args = build_parser().parse_args(["fit", "gan", "--data", "digits", "--loss", "lsgan"])
-    assert args.epochs == EPOCHS_SENTINEL and args.batch_size == 256 and args.binarize == "none"
+    assert args.epochs == EPOCHS_SENTINEL and args.batch_size == 512 and args.binarize == "none"
     metrics = run_fit(
         "gan",
         "digits",
