@@ -225,7 +225,8 @@ class GradientVarianceRecorder:
     a row ``{"step", "seconds", <group>: summary dict}`` to :attr:`rows`; pass
     ``num_data`` (the training set size) so the batch is scaled as in ``fit``. The random state is
     restored, so the training run is the same with or without the recorder; the time spent
-    measuring is accumulated in :attr:`seconds` (wall-clock seconds) and per step in
+    measuring is accumulated in :attr:`seconds` (wall-clock seconds; :attr:`cpu_seconds` for
+    this process's CPU time) and per step in
     :attr:`seconds_until` so timings can exclude it.
     """
 
@@ -258,6 +259,7 @@ class GradientVarianceRecorder:
         self.num_data = num_data
         self.rows: list[dict] = []
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
         self._spent: list[tuple[int, float]] = []
 
     def __call__(self, info: StepInfo) -> None:
@@ -267,7 +269,7 @@ class GradientVarianceRecorder:
 
     def record(self, step: int) -> dict:
         """Measure now and append (and return) a row labelled ``step`` (e.g. 0 before training)."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         moments = gradient_moments(
             self.model,
             self.guide,
@@ -281,6 +283,7 @@ class GradientVarianceRecorder:
         row.update({g: m.summary() for g, m in moments.items()})
         dt = time.perf_counter() - t0
         self.seconds += dt
+        self.cpu_seconds += time.process_time() - c0
         self._spent.append((step, self.seconds))
         row["seconds"] = dt
         self.rows.append(row)

@@ -110,6 +110,7 @@ FINAL_COLUMNS = (
     ("test_elbo", "test ELBO", ".2f"),
     ("test_log_likelihood", "test log p(x) (IS)", ".2f"),
     ("ms_per_step", "ms/step", ".2f"),
+    ("cpu_ms_per_step", "CPU ms/step", ".2f"),
     ("encoder_variance", "enc. grad var", ".3g"),
     ("decoder_variance", "dec. grad var", ".3g"),
     ("encoder_snr", "enc. SNR", ".3g"),
