@@ -468,9 +468,16 @@ class FlowDensity(nn.Module):
                 out.append(self.log_prob(xb))
                 continue
             d = self.distribution()
-            lp = torch.stack([d.log_prob(xb) for _ in range(num_samples)])
-            self.clear_cache()
-            out.append(torch.logsumexp(lp.double(), 0).float() - math.log(num_samples))
+            reps = max(1, min(num_samples, batch_size * 16 // xb.shape[0]))  # draws per pass
+            acc = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64)
+            done = 0
+            while done < num_samples:
+                r = min(reps, num_samples - done)
+                lp = d.log_prob(xb.repeat(r, 1)).reshape(r, xb.shape[0]).double()
+                acc = torch.logaddexp(acc, torch.logsumexp(lp, 0))
+                done += r
+                self.clear_cache()
+            out.append((acc - math.log(num_samples)).to(xb.dtype))
         return torch.cat(out)
 
     @torch.no_grad()

@@ -120,7 +120,7 @@ def test_trained_moons_flow_normalizes_and_beats_a_gaussian():
     torch.set_num_threads(1)
     data = two_moons(num_samples=4000, num_test=1000)
     flow = FlowDensity(2, "maf", depth=4, hidden=(32, 32)).init_from_data(data.train)
-    fit(flow, data.train, steps=300, batch_size=256, lr=5e-3, progress=False)
+    fit(flow, data.train, steps=250, batch_size=256, lr=5e-3, progress=False)
     with torch.no_grad():
         test_ll = float(flow.log_likelihood(data.test).mean())
         gauss = GaussianMixture(1, covariance_type="full").fit(data.train.double().numpy())
@@ -190,7 +190,7 @@ def test_dequantized_likelihood_converges_to_bin_probability():
     exact = torch.log((2 * k + 1) / 16)
     is_estimate = flow.log_likelihood(x, num_samples=20000)
     assert torch.allclose(is_estimate, exact, atol=0.02)
-    single = torch.stack([flow.log_likelihood(x, 1) for _ in range(2000)]).mean(0)
+    single = flow.log_likelihood(x.repeat(2000, 1), 1).reshape(2000, 4).mean(0)
     assert bool((single < exact).all())  # Jensen: the training objective is a lower bound
 
 
@@ -202,7 +202,7 @@ def test_image_flow_samples_grey_levels_and_trains_on_digits():
     data = load_digits()
     flow = FlowDensity(64, "maf", depth=2, hidden=(128,), num_levels=17).init_from_data(data.train)
     before = flow.bits_per_dim(data.test)
-    fit(flow, data.train, epochs=3, batch_size=128, lr=2e-3, progress=False)
+    fit(flow, data.train, epochs=2, batch_size=128, lr=2e-3, progress=False)
     after = flow.bits_per_dim(data.test)
     assert after < before and after < math.log2(17)  # beats uniform pixels
     s = flow.sample(10)
