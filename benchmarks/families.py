@@ -176,6 +176,9 @@ def main() -> None:
     if "ica" in parts:
         result["ica"] = ica_table(args)
     result["total_seconds"] = time.perf_counter() - t0
+    if Path(args.out).exists():  # keep the parts not re-run this time
+        previous = json.loads(Path(args.out).read_text())
+        result = {**{k: previous[k] for k in ("families", "probe", "ica") if k in previous}, **result}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwrote {args.out} ({result['total_seconds']:.0f} s)")

@@ -72,12 +72,39 @@ BUDGETS = {
         "autoencoder": {"steps": 3},
     },
 }
-# Per-family options and settings that differ from the CLI defaults.
+# Per-family options that differ from the family's own command-line defaults.
 OPTIONS: dict[str, dict] = {
     "flow": {"pixels": "data"},  # model the binarized pixels (2 levels) like everyone else
     "autoencoder": {"kind": "denoising"},
 }
-SETTINGS: dict[str, dict] = {"gan": {"batch_size": 256}}
+# Settings run_fit takes as arguments; a family may override their defaults in add_arguments.
+_RUN_SETTINGS = ("batch_size", "lr", "optimizer", "lr_schedule", "warmup_steps")
+_NOT_OPTIONS = {
+    "epochs",
+    "steps",
+    "binarize",
+    "seed",
+    "data",
+    "out",
+    "k",
+    "estimator",
+    "num_particles",
+    "resume",
+}
+
+
+def family_defaults(family: Any) -> tuple[dict, dict]:
+    """Return ``(options, settings)``: a family's command-line defaults, as ``pyro-gen fit`` would use them.
+
+    ``options`` go to the family's ``build``/``train``; ``settings`` (batch size, learning rate,
+    ...) are the ones a family changed with ``parser.set_defaults`` (e.g. the GAN's batch size).
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    family.add_arguments(parser)
+    values = vars(parser.parse_args([]))
+    settings = {k: values.pop(k) for k in _RUN_SETTINGS if k in values}
+    options = {k: v for k, v in values.items() if k not in _NOT_OPTIONS}
+    return options, settings
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -163,7 +190,8 @@ def compare_families(
     for name in todo:
         run_dir = out / name
         spec = BUDGETS[budget].get(name, {"epochs": 10})
-        settings = {"batch_size": 128, "lr": 1e-3, **SETTINGS.get(name, {})}
+        fam_options, fam_settings = family_defaults(known[name])
+        settings = {"batch_size": 128, "lr": 1e-3, **fam_settings}
         if progress:
             print(f"[families] training {name} ({spec})", file=sys.stderr)
         t0 = time.perf_counter()
@@ -172,7 +200,7 @@ def compare_families(
                 name,
                 data_spec,
                 out=run_dir,
-                options=dict(OPTIONS.get(name, {})),
+                options={**fam_options, **OPTIONS.get(name, {})},
                 seed=seed,
                 epochs=spec.get("epochs"),
                 steps=spec.get("steps"),
