@@ -223,3 +223,13 @@ def test_gaussian_made_learns_a_nonlinear_conditional():
     # samples reproduce the dependence: x2 - x1^2 is small
     s = made.sample(2000)
     assert float((s[:, 1] - s[:, 0] ** 2).abs().median()) < 0.2
+
+
+def test_pixelcnn_logits_on_cropped_rows_equal_full_image_logits():
+    # the sampler runs the network on the rows drawn so far; that must not change any logit
+    net = PixelCNN((6, 5), channels=8, num_layers=2)
+    x = torch.bernoulli(torch.full((3, 30), 0.5))
+    full = net(x).reshape(3, 6, 5)
+    img = x.reshape(3, 1, 6, 5)
+    for r in range(6):
+        assert torch.allclose(net._logit_map(img[:, :, : r + 1])[:, 0, r], full[:, r], atol=1e-6)
