@@ -15,8 +15,8 @@ import torch
 from ..registry import ModelFamily
 
 # Generator steps when neither --steps nor --epochs is given (the family default budget).
-DEFAULT_STEPS = {"ring": 4000, "grid": 4000, "digits": 3000, "mnist": 5000}
-DEFAULT_STEPS_OTHER = 3000
+DEFAULT_STEPS = {"ring": 4000, "grid": 4000, "digits": 2000, "mnist": 3000}
+DEFAULT_STEPS_OTHER = 2000
 DEFAULT_LOSS = "lsgan"  # the best of the five on grid-25 in benchmarks/gan.py
 DEFAULT_BATCH_SIZE = 512
 EPOCHS_SENTINEL = 0.0  # the gan sub-command's --epochs default: "let the family choose the budget"
@@ -162,8 +162,9 @@ def _train_gan(model, data, config: dict, out: Path):
     beta2 = 0.9 if o["loss"] == "wgan-gp" else 0.999
     is_mixture = "means" in (data.info or {})
     threads = torch.get_num_threads()
-    if not data.is_image:  # 2-D/tabular nets are tiny: one thread beats two (contended) ones
-        torch.set_num_threads(1)
+    # These nets are small: one intra-op thread is much faster than two contended ones on a
+    # shared machine (measured: conv digits GAN ~3 s/step with 2 threads under load).
+    torch.set_num_threads(1)
     try:
         result = _fit(model, data, config, options, o, steps, epochs, d_steps, beta1, beta2, out)
     finally:
