@@ -233,3 +233,14 @@ def test_pixelcnn_logits_on_cropped_rows_equal_full_image_logits():
     img = x.reshape(3, 1, 6, 5)
     for r in range(6):
         assert torch.allclose(net._logit_map(img[:, :, : r + 1])[:, 0, r], full[:, r], atol=1e-6)
+
+
+def test_compare_families_uses_each_familys_own_defaults():
+    from pyro_gen.compare.families import family_defaults
+    from pyro_gen.registry import get_family
+
+    options, settings = family_defaults(get_family("made"))
+    assert options == {"hidden": "512,512", "likelihood": "auto", "order": "natural", "activation": "relu"}
+    assert settings == {}
+    options, _ = family_defaults(get_family("autoencoder"))
+    assert options["kind"] == "plain" and "epochs" not in options and "binarize" not in options
