@@ -157,6 +157,13 @@ def psis_loo(result: FitResult, x: torch.Tensor) -> dict[str, float]:
     }
 
 
+def _worst(values: np.ndarray, reduce) -> float:
+    """NaN-aware max/min over a diagnostic array (NaN when every element is NaN, e.g. one chain)."""
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    return float(reduce(finite)) if finite.size else float("nan")
+
+
 def fit_nuts(
     gmm: GaussianMixtureModel,
     data: torch.Tensor,
@@ -250,8 +257,8 @@ def fit_nuts(
         warnings.simplefilter("ignore")  # one chain: R-hat undefined (NaN) and ArviZ says so
         rhat = az.rhat(idata)
         ess = az.ess(idata, method="bulk")
-    result.params["rhat"] = {k: float(np.nanmax(rhat[k].values)) for k in rhat.data_vars}
-    result.params["ess_bulk"] = {k: float(np.nanmin(ess[k].values)) for k in ess.data_vars}
+    result.params["rhat"] = {k: _worst(rhat[k].values, np.nanmax) for k in rhat.data_vars}
+    result.params["ess_bulk"] = {k: _worst(ess[k].values, np.nanmin) for k in ess.data_vars}
     rh = [v for v in result.params["rhat"].values() if np.isfinite(v)]
     result.params["max_rhat"] = max(rh) if rh else float("nan")
     result.params["divergences"] = int(sum(r["divergences"] for r in history))
