@@ -222,6 +222,7 @@ def test_estimators_train_through_fit_to_the_exact_posterior(name):
         lr=0.1,
         lr_schedule="cosine",
         batch_size=3,
+        num_particles=8,  # names with ":K" keep their K
         progress=False,
     )
     m = pyro.param("m").detach()
