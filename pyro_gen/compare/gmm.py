@@ -44,7 +44,9 @@ def match_components(params: MixtureParameters, reference: MixtureParameters) ->
     between component locations, in units of the reference's pooled standard deviation.
     """
     if params.locs.shape != reference.locs.shape:
-        raise ValueError(f"cannot match {tuple(params.locs.shape)} components to {tuple(reference.locs.shape)}")
+        raise ValueError(
+            f"cannot match {tuple(params.locs.shape)} components to {tuple(reference.locs.shape)}"
+        )
     scale = reference.covariances.diagonal(dim1=-2, dim2=-1).mean(0).sqrt().clamp(min=1e-12)
     cost = (((params.locs[:, None, :] - reference.locs[None, :, :]) / scale).square().sum(-1)).numpy()
     rows, cols = linear_sum_assignment(cost)
@@ -92,7 +94,9 @@ def compare_gmm(
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {METHODS}")
     if covariance_type not in ("full", "diag"):
-        raise ValueError(f"covariance_type must be 'full' or 'diag' (the Pyro model's), got {covariance_type!r}")
+        raise ValueError(
+            f"covariance_type must be 'full' or 'diag' (the Pyro model's), got {covariance_type!r}"
+        )
     k = num_components
     w0, m0, c0 = initial_parameters(x_train, k, covariance_type, seed=seed)
     gmm = GaussianMixtureModel.from_data(x_train, k, covariance_type)
@@ -101,11 +105,19 @@ def compare_gmm(
 
     # EM always runs: it is the reference the others are matched to.
     em = GaussianMixtureEM(
-        k, covariance_type=covariance_type, tol=1e-6, max_iter=1000, seed=seed,
-        weights_init=w0.numpy(), means_init=m0.numpy(), precisions_init=_precisions(c0, covariance_type),
+        k,
+        covariance_type=covariance_type,
+        tol=1e-6,
+        max_iter=1000,
+        seed=seed,
+        weights_init=w0.numpy(),
+        means_init=m0.numpy(),
+        precisions_init=_precisions(c0, covariance_type),
     ).fit(x_train)
     ref = MixtureParameters(em.weights_, em.means_, em.covariance_matrices())
-    fits: dict[str, tuple[MixtureParameters, float, list, dict]] = {"em": (ref, em.result_.seconds, em.result_.history, {})}
+    fits: dict[str, tuple[MixtureParameters, float, list, dict]] = {
+        "em": (ref, em.result_.seconds, em.result_.history, {})
+    }
 
     for method in ("svi-map", "svi-normal"):
         if method not in methods:
@@ -113,9 +125,16 @@ def compare_gmm(
         pyro.clear_param_store()
         guide = gmm.map_guide(init) if method == "svi-map" else gmm.variational_guide(init)
         res = fit(
-            gmm.model, x_train, guide=guide, estimator=TraceEnum_ELBO(max_plate_nesting=1),
-            lr=svi_lr, batch_size=x_train.shape[0], steps=svi_steps, log_every=max(1, svi_steps // 100),
-            seed=seed, progress=progress,
+            gmm.model,
+            x_train,
+            guide=guide,
+            estimator=TraceEnum_ELBO(max_plate_nesting=1),
+            lr=svi_lr,
+            batch_size=x_train.shape[0],
+            steps=svi_steps,
+            log_every=max(1, svi_steps // 100),
+            seed=seed,
+            progress=progress,
         )
         params = gmm.parameters_from(guide.median(x_train))
         extra: dict[str, Any] = {"final_elbo": res.final_train_elbo}
@@ -128,8 +147,15 @@ def compare_gmm(
 
     if "nuts" in methods:
         res = fit_nuts(
-            gmm, x_train, num_samples=nuts_samples, warmup_steps=nuts_warmup, num_chains=nuts_chains,
-            init=init, reference_locs=ref.locs, seed=seed, progress=progress,
+            gmm,
+            x_train,
+            num_samples=nuts_samples,
+            warmup_steps=nuts_warmup,
+            num_chains=nuts_chains,
+            init=init,
+            reference_locs=ref.locs,
+            seed=seed,
+            progress=progress,
         )
         extra = {
             "train_log_likelihood_predictive": log_predictive_density(res, x_train),
@@ -157,8 +183,14 @@ def compare_gmm(
 
     if k_range:
         report["model_selection"] = select_k(
-            x_train, k_range, covariance_type, loo_k_range=loo_k_range if loo_k_range is not None else k_range,
-            nuts_samples=nuts_samples, nuts_warmup=nuts_warmup, nuts_chains=nuts_chains, seed=seed,
+            x_train,
+            k_range,
+            covariance_type,
+            loo_k_range=loo_k_range if loo_k_range is not None else k_range,
+            nuts_samples=nuts_samples,
+            nuts_warmup=nuts_warmup,
+            nuts_chains=nuts_chains,
+            seed=seed,
             progress=progress,
         )
     return report
@@ -182,14 +214,16 @@ def select_k(
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Choose K: BIC of EM fits (``n_init=3``; lower is better) and PSIS-LOO of NUTS fits (higher elpd is better).
+    """Choose K by BIC of EM fits (``n_init=3``; lower is better) and PSIS-LOO of NUTS fits (higher is better).
 
     Returns ``{"k": [...], "bic": [...], "best_k_bic", "loo_k": [...], "loo": [dict per K], "best_k_loo"}``
     (BIC in nats, elpd_loo in nats summed over points).
     """
     out: dict[str, Any] = {"k": list(k_range), "bic": []}
     for k in k_range:
-        em = GaussianMixtureEM(k, covariance_type=covariance_type, n_init=3, tol=1e-6, max_iter=1000, seed=seed)
+        em = GaussianMixtureEM(
+            k, covariance_type=covariance_type, n_init=3, tol=1e-6, max_iter=1000, seed=seed
+        )
         out["bic"].append(em.fit(x).bic(x))
     out["best_k_bic"] = int(k_range[int(np.argmin(out["bic"]))])
     out["loo_k"], out["loo"] = list(loo_k_range), []
@@ -197,8 +231,14 @@ def select_k(
         gmm = GaussianMixtureModel.from_data(x, k, covariance_type)
         w0, m0, c0 = initial_parameters(x, k, covariance_type, seed=seed)
         res = fit_nuts(
-            gmm, x, num_samples=nuts_samples, warmup_steps=nuts_warmup, num_chains=nuts_chains,
-            init=gmm.init_values(w0, m0, c0), seed=seed, progress=progress,
+            gmm,
+            x,
+            num_samples=nuts_samples,
+            warmup_steps=nuts_warmup,
+            num_chains=nuts_chains,
+            init=gmm.init_values(w0, m0, c0),
+            seed=seed,
+            progress=progress,
         )
         out["loo"].append({**psis_loo(res, x), "max_rhat": res.params["max_rhat"]})
     if loo_k_range:
@@ -211,7 +251,9 @@ SYNTHETIC_MEANS = torch.tensor([[0.0, 0.0], [4.0, 0.5], [1.0, 4.0]])
 SYNTHETIC_SCALES = torch.tensor([0.8, 1.0, 0.7])
 
 
-def synthetic_mixture(num_train: int = 400, num_test: int = 400, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_mixture(
+    num_train: int = 400, num_test: int = 400, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(train, test)`` drawn from a known 3-component 2-D mixture (``SYNTHETIC_MEANS``)."""
     x, _ = sample_gaussian_mixture(num_train + num_test, SYNTHETIC_MEANS, SYNTHETIC_SCALES, seed=seed)
     return x[:num_train], x[num_train:]
@@ -252,11 +294,15 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="synthetic", help="synthetic | digits | moons | ring | grid | mnist:PATH")
+    p.add_argument(
+        "--data", default="synthetic", help="synthetic | digits | moons | ring | grid | mnist:PATH"
+    )
     p.add_argument("--pca-dim", type=int, default=None, help="project the data on this many PCA components")
     p.add_argument("--components", type=int, default=3, help="K for the four-way comparison")
     p.add_argument("--covariance-type", default="full", choices=["full", "diag"])
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    p.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS)
+    )
     p.add_argument("--svi-steps", type=int, default=1000)
     p.add_argument("--svi-lr", type=float, default=0.05)
     p.add_argument("--nuts-samples", type=int, default=200, help="draws per chain")
@@ -275,10 +321,15 @@ def write_report(report: dict, x_train: torch.Tensor, out: Path) -> list[str]:
     from ..report.gmm import plot_mixtures_2d, plot_model_selection, plot_traces
 
     out.mkdir(parents=True, exist_ok=True)
-    files = [write_json({k: v for k, v in report.items() if k not in ("mixtures", "histories")},
-                        out / "comparison.json").name]
+    files = [
+        write_json(
+            {k: v for k, v in report.items() if k not in ("mixtures", "histories")}, out / "comparison.json"
+        ).name
+    ]
     files.append(plot_mixtures_2d(x_train, report["mixtures"], out / "mixtures.png").name)
-    files.append(plot_traces({k: v for k, v in report["histories"].items() if k != "nuts"}, out / "traces.png").name)
+    files.append(
+        plot_traces({k: v for k, v in report["histories"].items() if k != "nuts"}, out / "traces.png").name
+    )
     sel = report.get("model_selection")
     if sel:
         elpd = [r["elpd_loo"] for r in sel["loo"]] if sel["loo"] and sel["loo_k"] == sel["k"] else None
@@ -288,20 +339,26 @@ def write_report(report: dict, x_train: torch.Tensor, out: Path) -> list[str]:
 
 def format_table(report: dict) -> str:
     """Return the per-method table as text (nats per point, seconds)."""
-    lines = [f"{'method':<11} {'train LL':>9} {'test LL':>9} {'test pred':>9} {'seconds':>8} {'max|dloc|':>9}"]
+    lines = [
+        f"{'method':<11} {'train LL':>9} {'test LL':>9} {'test pred':>9} {'seconds':>8} {'max|dloc|':>9}"
+    ]
     for name, r in report["methods"].items():
         pred = r.get("test_log_likelihood_predictive")
         lines.append(
             f"{name:<11} {r['train_log_likelihood']:>9.4f} {r['test_log_likelihood']:>9.4f} "
-            f"{(f'{pred:.4f}' if pred is not None else '-'):>9} {r['seconds']:>8.2f} {r['max_loc_diff_vs_em']:>9.4f}"
+            f"{(f'{pred:.4f}' if pred is not None else '-'):>9} {r['seconds']:>8.2f} "
+            f"{r['max_loc_diff_vs_em']:>9.4f}"
         )
     sel = report.get("model_selection")
     if sel:
         lines.append("K:        " + " ".join(f"{k:>9d}" for k in sel["k"]))
-        lines.append("BIC (EM): " + " ".join(f"{v:>9.1f}" for v in sel["bic"]) + f"   -> K={sel['best_k_bic']}")
+        lines.append(
+            "BIC (EM): " + " ".join(f"{v:>9.1f}" for v in sel["bic"]) + f"   -> K={sel['best_k_bic']}"
+        )
         if sel["loo"]:
             lines.append(
-                "elpd_loo: " + " ".join(f"{r['elpd_loo']:>9.1f}" for r in sel["loo"])
+                "elpd_loo: "
+                + " ".join(f"{r['elpd_loo']:>9.1f}" for r in sel["loo"])
                 + f"   -> K={sel.get('best_k_loo')} (K={', '.join(map(str, sel['loo_k']))})"
             )
     return "\n".join(lines)
@@ -312,17 +369,29 @@ def _run(args: argparse.Namespace) -> int:
     methods = tuple(m for m in args.methods.split(",") if m)
     t0 = time.perf_counter()
     report = compare_gmm(
-        train, test, args.components, args.covariance_type, methods=methods, svi_steps=args.svi_steps,
-        svi_lr=args.svi_lr, nuts_samples=args.nuts_samples, nuts_warmup=args.nuts_warmup,
-        nuts_chains=args.nuts_chains, k_range=_parse_ks(args.k_range),
+        train,
+        test,
+        args.components,
+        args.covariance_type,
+        methods=methods,
+        svi_steps=args.svi_steps,
+        svi_lr=args.svi_lr,
+        nuts_samples=args.nuts_samples,
+        nuts_warmup=args.nuts_warmup,
+        nuts_chains=args.nuts_chains,
+        k_range=_parse_ks(args.k_range),
         loo_k_range=None if args.loo_k_range is None else _parse_ks(args.loo_k_range),
-        seed=args.seed, progress=not args.no_progress,
+        seed=args.seed,
+        progress=not args.no_progress,
     )
     report["data"] = {"name": name, "train": list(train.shape), "test": list(test.shape)}
     report["total_seconds"] = time.perf_counter() - t0
     out = Path(args.out or f"runs/compare-gmm-{name}")
     files = write_report(report, train, out)
-    print(f"Gaussian mixture, K={args.components}, {args.covariance_type} covariance, data {name} {tuple(train.shape)}")
+    print(
+        f"Gaussian mixture, K={args.components}, {args.covariance_type} covariance, "
+        f"data {name} {tuple(train.shape)}"
+    )
     print(format_table(report))
     print(f"report: {out}/ ({', '.join(files)})")
     return 0
@@ -331,7 +400,7 @@ def _run(args: argparse.Namespace) -> int:
 register_comparison(
     Comparison(
         name="gmm",
-        summary="Gaussian mixture fitted by EM, SVI-MAP, SVI-variational and NUTS; K chosen by BIC and PSIS-LOO",
+        summary="Gaussian mixture by EM, SVI-MAP, SVI-variational and NUTS; K chosen by BIC and PSIS-LOO",
         add_arguments=_arguments,
         run=_run,
     )

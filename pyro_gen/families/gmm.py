@@ -23,14 +23,22 @@ MIXTURE_FILE = "mixture.pt"
 def _gmm_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="em", choices=["em", "svi", "nuts"], help="how to fit the mixture")
     p.add_argument("--components", type=int, default=8, help="number of mixture components K")
-    p.add_argument("--covariance-type", default="full", choices=["full", "diag", "spherical"],
-                   help="spherical is EM only")
+    p.add_argument(
+        "--covariance-type",
+        default="full",
+        choices=["full", "diag", "spherical"],
+        help="spherical is EM only",
+    )
     p.add_argument("--n-init", type=int, default=1, help="EM restarts")
     p.add_argument("--max-iter", type=int, default=200, help="EM iterations at most")
     p.add_argument("--tol", type=float, default=1e-3, help="EM stops when the log-lik/point changes less")
     p.add_argument("--reg-covar", type=float, default=1e-6, help="added to covariance diagonals")
-    p.add_argument("--guide", default="map", choices=["map", "normal"],
-                   help="svi: AutoDelta (MAP) or AutoNormal (variational)")
+    p.add_argument(
+        "--guide",
+        default="map",
+        choices=["map", "normal"],
+        help="svi: AutoDelta (MAP) or AutoNormal (variational)",
+    )
     p.add_argument("--num-samples", type=int, default=300, help="nuts: draws per chain")
     p.add_argument("--num-warmup", type=int, default=300, help="nuts: warm-up steps per chain")
     p.add_argument("--num-chains", type=int, default=2, help="nuts: chains (run one after another)")
@@ -102,7 +110,9 @@ def _train_gmm(model: GaussianMixtureRun, data, config: dict, out: Path):
         result = em.result_
     else:
         gmm = GaussianMixtureModel.from_data(x, k, cov_type)
-        w0, m0, c0 = initial_parameters(x, k, cov_type, reg_covar=float(opts.get("reg_covar", 1e-6)), seed=seed)
+        w0, m0, c0 = initial_parameters(
+            x, k, cov_type, reg_covar=float(opts.get("reg_covar", 1e-6)), seed=seed
+        )
         init = gmm.init_values(w0, m0, c0)
         if method == "svi":
             pyro.clear_param_store()

@@ -94,7 +94,9 @@ class GaussianMixtureEM:
         if k > n:
             raise ValueError(f"n_components={k} is larger than the number of data points N={n}")
         if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}")
+            raise ValueError(
+                f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}"
+            )
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if not (self.tol >= 0):
@@ -111,7 +113,9 @@ class GaussianMixtureEM:
     def _as_input(self, x: Any, name: str = "X") -> torch.Tensor:
         x = as_data_tensor(x, name, min_rank=2, max_rank=2).to(self.dtype)
         if hasattr(self, "means_") and x.shape[1] != self.means_.shape[1]:
-            raise ValueError(f"{name} has {x.shape[1]} features but the mixture was fitted on {self.means_.shape[1]}")
+            raise ValueError(
+                f"{name} has {x.shape[1]} features but the mixture was fitted on {self.means_.shape[1]}"
+            )
         return x
 
     def _check_fitted(self) -> None:
@@ -146,7 +150,8 @@ class GaussianMixtureEM:
                 bad = int((info > 0).nonzero()[0])
                 raise ValueError(
                     f"the covariance of component {bad} is singular (not positive definite): "
-                    f"collapsed onto too few or collinear points; increase reg_covar (now {self.reg_covar:g}), "
+                    "collapsed onto too few or collinear points; "
+                    f"increase reg_covar (now {self.reg_covar:g}), "
                     "reduce n_components or remove duplicated/collinear features"
                 )
             eye = torch.eye(cov.shape[-1], dtype=cov.dtype).expand_as(cov)
@@ -180,9 +185,7 @@ class GaussianMixtureEM:
         else:
             prec = prec_chol.square()  # (K,)
             log_det = d * prec_chol.log()
-            maha = (
-                x.square().sum(-1, keepdim=True) - 2.0 * (x @ means.T) + means.square().sum(-1)
-            ) * prec
+            maha = (x.square().sum(-1, keepdim=True) - 2.0 * (x @ means.T) + means.square().sum(-1)) * prec
             maha.clamp_(min=0.0)
         return -0.5 * (d * math.log(2 * math.pi) + maha) + log_det
 

@@ -161,7 +161,9 @@ class GaussianMixtureModel:
         if x.dim() != 2:
             raise ValueError(f"x must have shape (N, D), got {tuple(x.shape)}")
         if num_components > x.shape[0]:
-            raise ValueError(f"num_components={num_components} is larger than the number of data points N={x.shape[0]}")
+            raise ValueError(
+                f"num_components={num_components} is larger than the number of data points N={x.shape[0]}"
+            )
         spread = (x.max(0).values - x.min(0).values).clamp(min=1e-3)
         kw.setdefault("prior_loc", x.mean(0))
         kw.setdefault("prior_scale", 2.0 * spread)
@@ -231,7 +233,9 @@ class GaussianMixtureModel:
         kw = {"init_loc_fn": init_to_value(values=init)} if init else {}
         return AutoDelta(self.global_model(), **kw)
 
-    def variational_guide(self, init: dict[str, torch.Tensor] | None = None, init_scale: float = 0.05) -> AutoNormal:
+    def variational_guide(
+        self, init: dict[str, torch.Tensor] | None = None, init_scale: float = 0.05
+    ) -> AutoNormal:
         """Return an ``AutoNormal`` (mean-field in unconstrained space) guide on the globals."""
         kw = {"init_loc_fn": init_to_value(values=init)} if init else {}
         return AutoNormal(self.global_model(), init_scale=init_scale, **kw)

@@ -75,7 +75,11 @@ def plot_model_selection(
     ks: Sequence[int], bic: Sequence[float] | None, elpd_loo: Sequence[float] | None, path: str | os.PathLike
 ) -> Path:
     """Plot BIC (EM, lower is better) and PSIS-LOO elpd (NUTS, higher is better) against K."""
-    panels = [(n, v) for n, v in (("BIC (EM), lower is better", bic), ("elpd_loo (NUTS), higher is better", elpd_loo)) if v]
+    panels = [
+        (n, v)
+        for n, v in (("BIC (EM), lower is better", bic), ("elpd_loo (NUTS), higher is better", elpd_loo))
+        if v
+    ]
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.6), squeeze=False)
     for ax, (name, vals) in zip(axes[0], panels):
         ks_here = list(ks)[: len(vals)]

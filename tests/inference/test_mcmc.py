@@ -16,6 +16,16 @@ from pyro_gen.inference.mcmc import (
 )
 from pyro_gen.models.gmm import GaussianMixtureModel
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one intra-op thread avoids OpenMP barrier stalls on a shared, busy CPU."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 TRUE_LOCS = torch.tensor([[-2.0], [2.0]])
 TRUE_SCALES = torch.tensor([0.5, 0.5])
 
@@ -75,8 +85,9 @@ def _small_problem(n=60):
 def test_tiny_nuts_run_posterior_near_truth():
     """A few NUTS draws already sit near the truth; result shape, alignment and LOO are consistent."""
     x, gmm, init, m0 = _small_problem()
-    res = fit_nuts(gmm, x, num_samples=30, warmup_steps=30, num_chains=1, init=init, reference_locs=m0,
-                   progress=False)
+    res = fit_nuts(
+        gmm, x, num_samples=30, warmup_steps=30, num_chains=1, init=init, reference_locs=m0, progress=False
+    )
     assert res.estimator == "nuts" and res.steps == 30
     samples = res.params["samples"]
     assert samples["locs"].shape == (1, 30, 2, 1) and samples["weights"].shape == (1, 30, 2)
@@ -94,8 +105,9 @@ def test_tiny_nuts_run_posterior_near_truth():
 def test_nuts_converges_on_small_mixture():
     """Two chains of NUTS on a 2-component 1-D mixture: R-hat < 1.01 and means near the truth."""
     x, gmm, init, m0 = _small_problem(100)
-    res = fit_nuts(gmm, x, num_samples=400, warmup_steps=300, num_chains=2, init=init, reference_locs=m0,
-                   progress=False)
+    res = fit_nuts(
+        gmm, x, num_samples=400, warmup_steps=300, num_chains=2, init=init, reference_locs=m0, progress=False
+    )
     assert res.params["max_rhat"] < 1.01
     assert res.params["divergences"] == 0
     mean = res.params["posterior_mean"]

@@ -14,6 +14,16 @@ from pyro_gen.inference.em import GaussianMixtureEM, initial_parameters
 from pyro_gen.inference.svi import fit
 from pyro_gen.models.gmm import GaussianMixtureModel, MixtureParameters
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one intra-op thread avoids OpenMP barrier stalls on a shared, busy CPU."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 MEANS = torch.tensor([[0.0, 0.0], [5.0, 0.5], [1.0, 5.0]])
 SCALES = torch.tensor([0.6, 0.8, 0.5])
 
@@ -26,7 +36,7 @@ def data():
 
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
 def test_enumerated_marginal_equals_closed_form(data, cov_type):
-    """log p(x, theta) with z summed by TraceEnum_ELBO == MixtureSameFamily form == prior + mixture log-lik."""
+    """log p(x, theta): z summed by TraceEnum_ELBO == MixtureSameFamily form == prior + mixture log-lik."""
     x, _ = data
     em = GaussianMixtureEM(3, covariance_type=cov_type, seed=0).fit(x)
     enum = GaussianMixtureModel.from_data(x, 3, cov_type)
@@ -61,13 +71,26 @@ def test_svi_map_reaches_em_optimum_and_assignments(data):
     x, z = data
     w0, m0, c0 = initial_parameters(x, 3, "diag", seed=0)
     em = GaussianMixtureEM(
-        3, covariance_type="diag", tol=1e-8, max_iter=500,
-        weights_init=w0.numpy(), means_init=m0.numpy(), precisions_init=1 / c0.diagonal(dim1=1, dim2=2).numpy(),
+        3,
+        covariance_type="diag",
+        tol=1e-8,
+        max_iter=500,
+        weights_init=w0.numpy(),
+        means_init=m0.numpy(),
+        precisions_init=1 / c0.diagonal(dim1=1, dim2=2).numpy(),
     ).fit(x)
     gmm = GaussianMixtureModel.from_data(x, 3, "diag")
     guide = gmm.map_guide(gmm.init_values(w0, m0, c0))
-    res = fit(gmm.model, x, guide=guide, estimator=TraceEnum_ELBO(max_plate_nesting=1), lr=0.05,
-              batch_size=len(x), steps=300, progress=False)
+    res = fit(
+        gmm.model,
+        x,
+        guide=guide,
+        estimator=TraceEnum_ELBO(max_plate_nesting=1),
+        lr=0.05,
+        batch_size=len(x),
+        steps=300,
+        progress=False,
+    )
     assert res.final_train_elbo is not None
     p = gmm.parameters_from(guide.median(x))
     p = p.permute(match_components(p, MixtureParameters(em.weights_, em.means_, em.covariances_)))
@@ -90,8 +113,16 @@ def test_variational_guide_has_posterior_spread(data):
     w0, m0, c0 = initial_parameters(x, 3, "diag", seed=0)
     gmm = GaussianMixtureModel.from_data(x, 3, "diag")
     guide = gmm.variational_guide(gmm.init_values(w0, m0, c0))
-    fit(gmm.model, x, guide=guide, estimator=TraceEnum_ELBO(max_plate_nesting=1), lr=0.05,
-        batch_size=len(x), steps=150, progress=False)
+    fit(
+        gmm.model,
+        x,
+        guide=guide,
+        estimator=TraceEnum_ELBO(max_plate_nesting=1),
+        lr=0.05,
+        batch_size=len(x),
+        steps=150,
+        progress=False,
+    )
     draws = torch.stack([guide(x)["locs"] for _ in range(200)])
     sd = draws.std(0)
     # posterior std of a component mean is about sigma / sqrt(n_k) (~0.06 here), certainly in (0.005, 0.5)
@@ -112,11 +143,14 @@ def test_model_bad_arguments(data):
 
 def test_match_components_undoes_permutation():
     g = torch.Generator().manual_seed(0)
-    ref = MixtureParameters(torch.ones(5) / 5, torch.randn(5, 3, generator=g) * 3, torch.eye(3).expand(5, 3, 3))
+    ref = MixtureParameters(
+        torch.ones(5) / 5, torch.randn(5, 3, generator=g) * 3, torch.eye(3).expand(5, 3, 3)
+    )
     perm = torch.tensor([3, 0, 4, 1, 2])
     shuffled = ref.permute(perm)
-    noisy = MixtureParameters(shuffled.weights, shuffled.locs + 0.05 * torch.randn(5, 3, generator=g),
-                              shuffled.covariances)
+    noisy = MixtureParameters(
+        shuffled.weights, shuffled.locs + 0.05 * torch.randn(5, 3, generator=g), shuffled.covariances
+    )
     back = noisy.permute(match_components(noisy, ref))
     assert torch.allclose(back.locs, ref.locs, atol=0.2)
     assert torch.equal(ref.permute(perm).permute(match_components(shuffled, ref)).locs, ref.locs)
@@ -124,12 +158,30 @@ def test_match_components_undoes_permutation():
 
 def test_cli_fit_em_and_sample(tmp_path):
     out = tmp_path / "run"
-    assert main(["fit", "gmm", "--data", "ring", "--method", "em", "--components", "8", "--out", str(out),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "gmm",
+                "--data",
+                "ring",
+                "--method",
+                "em",
+                "--components",
+                "8",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     metrics = __import__("json").loads((out / "metrics.json").read_text())
     # ring: 8 equal modes of std 0.01 on the unit circle. A 2-D Gaussian's average log-density
     # at its own samples is -log(2 pi std^2) - 1 nats; the weight 1/8 subtracts log 8.
-    assert metrics["test_log_likelihood"] == pytest.approx(-np.log(2 * np.pi * 0.01**2) - 1 - np.log(8), abs=0.05)
+    assert metrics["test_log_likelihood"] == pytest.approx(
+        -np.log(2 * np.pi * 0.01**2) - 1 - np.log(8), abs=0.05
+    )
     assert "bic" in metrics and (out / "mixture.pt").is_file()
     npy = tmp_path / "s.npy"
     assert main(["sample", str(out), "--num", "50", "--out", str(npy)]) == 0
@@ -139,7 +191,20 @@ def test_cli_fit_em_and_sample(tmp_path):
 
 
 def test_cli_bad_method_args(tmp_path, capsys):
-    rc = main(["fit", "gmm", "--data", "ring", "--method", "svi", "--covariance-type", "spherical",
-               "--out", str(tmp_path / "r"), "--no-progress"])
+    rc = main(
+        [
+            "fit",
+            "gmm",
+            "--data",
+            "ring",
+            "--method",
+            "svi",
+            "--covariance-type",
+            "spherical",
+            "--out",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ]
+    )
     assert rc == 2
     assert "spherical" in capsys.readouterr().err
