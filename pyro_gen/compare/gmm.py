@@ -214,7 +214,7 @@ def select_k(
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Choose K by BIC of EM fits (``n_init=3``; lower is better) and PSIS-LOO of NUTS fits (higher is better).
+    """Choose K by BIC of EM fits (``n_init=3``; lower is better) and PSIS-LOO of NUTS (higher is better).
 
     Returns ``{"k": [...], "bic": [...], "best_k_bic", "loo_k": [...], "loo": [dict per K], "best_k_loo"}``
     (BIC in nats, elpd_loo in nats summed over points).

@@ -106,7 +106,7 @@ def test_nuts_converges_on_small_mixture():
     """Two chains of NUTS on a 2-component 1-D mixture: R-hat < 1.01 and means near the truth."""
     x, gmm, init, m0 = _small_problem(100)
     res = fit_nuts(
-        gmm, x, num_samples=400, warmup_steps=300, num_chains=2, init=init, reference_locs=m0, progress=False
+        gmm, x, num_samples=300, warmup_steps=200, num_chains=2, init=init, reference_locs=m0, progress=False
     )
     assert res.params["max_rhat"] < 1.01
     assert res.params["divergences"] == 0
