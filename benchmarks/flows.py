@@ -79,6 +79,8 @@ def _flows(dim: int, args, num_levels=None):
 def _vs_zuko(rows: list[dict]) -> None:
     ref = {r["flow"]: r["ms_per_step"] for r in rows if r["flow"].startswith("zuko-")}
     for r in rows:
+        if "ms_per_step" not in r:
+            continue  # the scikit-learn references
         other = "zuko-nsf" if "spline" in r["flow"] else "zuko-maf"
         if other in ref and not r["flow"].startswith("zuko-") and r.get("ms_per_step"):
             r["time_vs_zuko"] = r["ms_per_step"] / ref[other]
