@@ -56,8 +56,17 @@ def plot_flow_density(
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.5), sharex=True, sharey=True)
     axes[0].scatter(data[:, 0].numpy(), data[:, 1].numpy(), s=1.5, alpha=0.4)
     axes[0].set_title("held-out data")
-    axes[1].imshow(
-        np.exp(logp), origin="lower", extent=bounds, aspect="auto", cmap="viridis", interpolation="nearest"
+    dens = np.exp(logp)
+    axes[
+        1
+    ].imshow(  # colour scale clipped at the 99.5th percentile so a few sharp spikes do not hide the rest
+        dens,
+        origin="lower",
+        extent=bounds,
+        aspect="auto",
+        cmap="viridis",
+        interpolation="nearest",
+        vmax=float(np.percentile(dens, 99.5)) or None,
     )
     axes[1].set_title("learned density" + (f" ({title})" if title else ""))
     s = samples.detach().cpu()
