@@ -208,3 +208,33 @@ def test_cli_bad_method_args(tmp_path, capsys):
     )
     assert rc == 2
     assert "spherical" in capsys.readouterr().err
+
+
+def test_cli_compare_gmm_em_and_map(tmp_path):
+    """`pyro-gen compare gmm` on the synthetic 3-component mixture: BIC picks K=3, MAP ~ EM."""
+    out = tmp_path / "cmp"
+    args = [
+        "compare",
+        "gmm",
+        "--methods",
+        "em,svi-map",
+        "--svi-steps",
+        "200",
+        "--k-range",
+        "1-4",
+        "--loo-k-range",
+        "",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    report = __import__("json").loads((out / "comparison.json").read_text())
+    assert report["model_selection"]["best_k_bic"] == 3
+    em, svi = report["methods"]["em"], report["methods"]["svi-map"]
+    assert em["max_loc_diff_vs_em"] == 0.0
+    assert svi["max_loc_diff_vs_em"] < 0.05
+    assert svi["train_log_likelihood"] == pytest.approx(em["train_log_likelihood"], abs=0.01)
+    assert em["test_log_likelihood"] < em["train_log_likelihood"] + 0.5
+    for name in ("mixtures.png", "traces.png", "model_selection.png"):
+        assert (out / name).stat().st_size > 1000
