@@ -282,8 +282,6 @@ class GaussianMixtureEM:
         offset = x.mean(0)
         xc = x - offset
         rng = np.random.default_rng(self.seed)
-        if self.means_init is not None:
-            self.means_init = np.asarray(self.means_init)
         t_start = time.perf_counter()
         best: dict | None = None
         for restart in range(self.n_init):
