@@ -143,11 +143,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     )
     if metrics is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
-    keys = ["train_elbo", "test_elbo", "test_log_likelihood", "test_bits_per_dim", "seconds"]
+    skip = {"steps", "seed", "epochs", "k", "eval_seconds"}
     print(f"{family.name} on {args.data}: {metrics['steps']} steps")
-    for key in keys:
-        if metrics.get(key) is not None:
-            print(f"  {key:<20} {metrics[key]:.4f}")
+    for key, value in metrics.items():  # every numeric metric the family reported
+        if key not in skip and isinstance(value, int | float) and not isinstance(value, bool):
+            print(f"  {key:<24} {value:.4f}")
     print(f"report: {out}/metrics.json, figures: {', '.join(metrics['figures'])}")
     return 0
 

@@ -123,7 +123,9 @@ def run_fit(
     if not resume and rank == 0:
         write_json(config, out / "config.json")
     if family.train is not None:
-        result = family.train(model, data, config, out)
+        result = family.train(
+            model, data, {**config, "progress": progress and rank == 0, "device": device}, out
+        )
     else:
         result = fit(
             model,
