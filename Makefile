@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/pyro-gen fit vae --data digits --latent-dim 2 --epochs 60 --out runs/demo-vae
+	$(BIN)/pyro-gen compare vae --data digits --estimators reparam,analytic-kl,score,score-baseline,stl,iwae:5,dreg:5 --out runs/demo-estimators
 
 test: $(STAMP)
 	$(BIN)/ruff check .
