@@ -445,8 +445,10 @@ def fit(
                 bar.update(1)
                 if callbacks:
                     info = StepInfo(step, step / steps_per_epoch, loss, model_fn, guide_fn, batch, opt)
+                    t_cb = time.perf_counter()
                     for cb in callbacks:
                         cb(info)
+                    eval_seconds += time.perf_counter() - t_cb  # callbacks are not training time
                 if step % log_every == 0 or step == total_steps:
                     row = {
                         "step": step,
