@@ -54,6 +54,7 @@ def family_table(args) -> dict:
         num_samples=args.num_samples,
         seed=args.seed,
         progress=False,
+        reuse=args.reuse,
     )
     ref = next((r["train_seconds"] for r in res["rows"] if r["family"] == "made"), None)
     print(f"\n== families on digits (binarized, budget {args.budget}); time ratio vs MADE ==")
@@ -155,6 +156,9 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)"
     )
     p.add_argument("--parts", default="families,probe,ica")
+    p.add_argument(
+        "--reuse", action="store_true", help="keep family runs already trained with these settings"
+    )
     p.add_argument(
         "--report", default="benchmarks/results/families_report", help="folder for the family report"
     )
