@@ -94,7 +94,7 @@ def _train_gmm(model: GaussianMixtureRun, data, config: dict, out: Path):
     cov_type = opts.get("covariance_type", "full")
     seed = int(config.get("seed", 0))
     x = data.train.float()
-    progress = not opts.get("no_progress", False)
+    progress = bool(config.get("progress", True))
     if method == "em":
         em = GaussianMixtureEM(
             k,
