@@ -122,8 +122,11 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--out", default="benchmarks/results/overhead.json")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     methods = {
         "hand-written torch": lambda v, x: torch_reference(v, x, args.batch_size, args.warmup, args.steps),
