@@ -77,7 +77,8 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2))
     print(f"| epochs | train time (s) | test log p(x), k={args.k} | test ELBO | published (3280 epochs) |")
     print("|---|---|---|---|---|")
-    print(f"| {res.epochs:.0f} | {res.seconds:.0f} | {ev['log_likelihood']:.2f} | {ev['elbo']:.2f} | {PUBLISHED} |")
+    ll, elbo = ev["log_likelihood"], ev["elbo"]
+    print(f"| {res.epochs:.0f} | {res.seconds:.0f} | {ll:.2f} | {elbo:.2f} | {PUBLISHED} |")
 
 
 if __name__ == "__main__":

@@ -113,7 +113,8 @@ def _train_flow(model, data, config: dict, out: Path):
         seed=config["seed"],
         checkpoint=Path(out) / "checkpoint.pt",
         checkpoint_every=max(1, n // bs),
-        progress=True,
+        progress=bool(config.get("progress", True)),
+        device=config.get("device"),
     )
     if data.dim == 2:
         torch.manual_seed(0)
