@@ -332,6 +332,13 @@ def fit(
         perm = epoch_order(epoch)
     ddp = None
     if dist_on:
+        from .compiled import CompiledTrace_ELBO
+
+        if isinstance(elbo, CompiledTrace_ELBO):
+            # tracing inside DDP's forward aborts the process (seen with torch 2.13 + gloo)
+            raise ValueError(
+                "the compiled 'jit' estimator does not run under DistributedDataParallel; use 'reparam'"
+            )
         if not use_diff:
             raise ValueError(
                 f"distributed fit needs an estimator with differentiable_loss, not {estimator_name}"
