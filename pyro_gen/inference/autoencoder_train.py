@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..data.checks import as_data_tensor
 from .result import FitResult
-from .svi import OPTIMIZERS, TrainingDivergedError
+from .svi import OPTIMIZERS, TrainingDivergedError, total_steps_for
 
 
 @torch.no_grad()
@@ -72,14 +72,7 @@ def train_autoencoder(
     n = data.shape[0]
     batch_size = min(batch_size, n)
     per_epoch = max(1, n // batch_size)
-    if epochs is not None:
-        if epochs <= 0:
-            raise ValueError(f"epochs must be positive, got {epochs}")
-        total = max(1, int(round(epochs * per_epoch)))
-    else:
-        if steps <= 0:
-            raise ValueError(f"steps must be positive, got {steps}")
-        total = int(steps)
+    total = total_steps_for(epochs, steps, per_epoch)
     log_every = log_every or per_epoch
     gen = torch.Generator()
     if seed is not None:

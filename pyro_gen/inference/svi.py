@@ -36,6 +36,22 @@ OPTIMIZERS = {
 SCHEDULES = ("constant", "cosine", "exponential")
 
 
+def total_steps_for(epochs: float | None, steps: int | None, steps_per_epoch: int) -> int:
+    """Return the number of optimizer steps for exactly one of ``epochs`` or ``steps``.
+
+    Raises ``ValueError`` when both or neither are given, or either is not positive.
+    """
+    if (epochs is None) == (steps is None):
+        raise ValueError("give exactly one of epochs= or steps=")
+    if epochs is not None:
+        if epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {epochs}")
+        return max(1, int(round(epochs * steps_per_epoch)))
+    if steps <= 0:
+        raise ValueError(f"steps must be positive, got {steps}")
+    return int(steps)
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device | None:
     """Return the torch device for ``"cpu"``, ``"cuda[:i]"`` or ``"auto"`` (CUDA when available).
 
@@ -269,16 +285,7 @@ def fit(
     n_local = len(sampler)
     batch_size = min(batch_size, n_local)
     steps_per_epoch = max(1, n_local // batch_size)
-    if (epochs is None) == (steps is None):
-        raise ValueError("give exactly one of epochs= or steps=")
-    if epochs is not None:
-        if epochs <= 0:
-            raise ValueError(f"epochs must be positive, got {epochs}")
-        total_steps = max(1, int(round(epochs * steps_per_epoch)))
-    else:
-        if steps <= 0:
-            raise ValueError(f"steps must be positive, got {steps}")
-        total_steps = int(steps)
+    total_steps = total_steps_for(epochs, steps, steps_per_epoch)
     log_every = log_every or steps_per_epoch
     eval_every = eval_every or log_every
     if lr <= 0 or not math.isfinite(lr):
