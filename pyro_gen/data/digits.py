@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .split import DataSplit, bernoulli_binarize
+from .split import DataSplit, binarize_split
 
 
 def load_digits(binarize: str | None = None, test_fraction: float = 0.2, seed: int = 0) -> DataSplit:
@@ -28,14 +28,7 @@ def load_digits(binarize: str | None = None, test_fraction: float = 0.2, seed: i
     y = bunch.target.astype(np.int64)
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
     xtr, xte = torch.from_numpy(xtr), torch.from_numpy(xte)
-    transform = None
-    if binarize is not None:
-        g = torch.Generator().manual_seed(seed)
-        xte = torch.bernoulli(xte, generator=g)
-        if binarize == "static":
-            xtr = torch.bernoulli(xtr, generator=g)
-        else:
-            transform = bernoulli_binarize
+    xtr, xte, transform = binarize_split(xtr, xte, binarize, seed)
     return DataSplit(
         name="digits",
         train=xtr,

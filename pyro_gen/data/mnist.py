@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .split import DataSplit, bernoulli_binarize
+from .split import DataSplit, binarize_split
 
 MNIST_ENV = "PYRO_GEN_MNIST"
 IMAGES_MAGIC = 2051
@@ -125,14 +125,7 @@ def load_mnist(
     xte, yte = read_mnist_split(directory, "test")
     to_t = lambda a: torch.from_numpy(a.reshape(a.shape[0], -1).astype(np.float32) / 255.0)  # noqa: E731
     train, test = to_t(xtr), to_t(xte)
-    transform = None
-    if binarize is not None:
-        g = torch.Generator().manual_seed(seed)
-        test = torch.bernoulli(test, generator=g)
-        if binarize == "static":
-            train = torch.bernoulli(train, generator=g)
-        else:
-            transform = bernoulli_binarize
+    train, test, transform = binarize_split(train, test, binarize, seed)
     return DataSplit(
         name="mnist",
         train=train,

@@ -47,3 +47,20 @@ def bernoulli_binarize(x: torch.Tensor) -> torch.Tensor:
     Uses the global torch RNG, so it follows ``pyro.set_rng_seed``.
     """
     return torch.bernoulli(x)
+
+
+def binarize_split(
+    train: torch.Tensor, test: torch.Tensor, binarize: str | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor] | None]:
+    """Return ``(train, test, batch_transform)`` for ``binarize`` None, "static" or "dynamic".
+
+    The test set (and, for "static", the training set) is binarized once with ``seed``;
+    "dynamic" leaves the training set in [0, 1] and returns :func:`bernoulli_binarize`.
+    """
+    if binarize is None:
+        return train, test, None
+    g = torch.Generator().manual_seed(seed)
+    test = torch.bernoulli(test, generator=g)
+    if binarize == "static":
+        return torch.bernoulli(train, generator=g), test, None
+    return train, test, bernoulli_binarize

@@ -15,16 +15,6 @@ PRIOR_SCALE = 3.0
 NOISE = 1.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tests run small models on a shared 2-core machine: one intra-op thread avoids
-    # oversubscription (measured 6 ms vs 400 ms per SVI step under load).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def normal_model(x: torch.Tensor) -> None:
     """mu ~ N(0, 3^2), x_n ~ N(mu, 1) for the rows of x (N, 1)."""
     mu = pyro.sample("mu", dist.Normal(0.0, PRIOR_SCALE))

@@ -21,15 +21,6 @@ from pyro_gen.inference.adversarial import (
 from pyro_gen.models.gan import GAN, mlp_discriminator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one intra-op thread avoids spin-waiting on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def affine_gan(loc: float, scale: float, hidden=(32, 32), pack: int = 1) -> GAN:
     """A 1-D GAN whose generator x = loc + scale * z makes p_g = N(loc, scale^2) known."""
     gen = nn.Linear(1, 1)

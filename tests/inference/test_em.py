@@ -10,16 +10,6 @@ from sklearn.mixture import GaussianMixture
 from pyro_gen.data import sample_gaussian_mixture
 from pyro_gen.inference.em import GaussianMixtureEM, initial_parameters
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP barrier stalls on a shared, busy CPU."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 MEANS = torch.tensor([[0.0, 0.0, 0.0], [5.0, 0.0, 1.0], [0.0, 5.0, -2.0]])
 SCALES = torch.tensor([0.7, 1.0, 0.5])
 WEIGHTS = torch.tensor([0.5, 0.3, 0.2])

@@ -26,16 +26,6 @@ from pyro_gen.inference.estimators import (
 from pyro_gen.inference.gradients import gradient_moments
 from pyro_gen.models.base import data_plate
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a loaded shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 X = torch.tensor([[0.5], [-1.0], [2.0]])
 M0 = torch.tensor([[0.1], [0.2], [-0.3]])
 S0 = torch.tensor([[0.8], [1.2], [0.5]])

@@ -14,16 +14,6 @@ from pyro_gen.inference.gradients import GradientVarianceRecorder, gradient_mome
 from pyro_gen.models.base import data_plate
 from pyro_gen.models.vae import VAE
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a loaded shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 X = torch.tensor([[0.5], [-1.0], [2.0]])
 M0 = torch.tensor([[0.1], [0.2], [-0.3]])
 S0 = torch.tensor([[0.8], [1.2], [0.5]])

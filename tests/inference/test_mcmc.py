@@ -16,16 +16,6 @@ from pyro_gen.inference.mcmc import (
 )
 from pyro_gen.models.gmm import GaussianMixtureModel
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP barrier stalls on a shared, busy CPU."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 TRUE_LOCS = torch.tensor([[-2.0], [2.0]])
 TRUE_SCALES = torch.tensor([0.5, 0.5])
 

@@ -19,15 +19,6 @@ from pyro_gen.inference.metrics import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one intra-op thread avoids spin-waiting on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_exact_ring_samples_capture_all_modes_with_high_quality():
     x, _ = sample_gaussian_mixture(2500, ring_means(8), 0.01, seed=1)
     m = ring_mode_metrics(x)

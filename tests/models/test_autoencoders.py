@@ -10,16 +10,6 @@ from pyro_gen.models.autoencoders import Autoencoder
 from pyro_gen.models.vae import VAE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: intra-op threads only add contention on the shared 2-core machine
-    # (measured 10-40x slower with 2 threads under load).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_digits()

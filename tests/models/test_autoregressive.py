@@ -10,16 +10,6 @@ from pyro_gen.inference import fit, importance_log_likelihood
 from pyro_gen.models.autoregressive import MADE, MaskedConv2d, PixelCNN, exact_log_likelihood
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: intra-op threads only add contention on the shared 2-core machine
-    # (measured 10-40x slower with 2 threads under load).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _all_binary(d):
     return torch.tensor(list(itertools.product([0.0, 1.0], repeat=d)))
 

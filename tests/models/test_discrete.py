@@ -11,15 +11,6 @@ from pyro_gen.inference.gradients import gradient_moments
 from pyro_gen.models.discrete import DiscreteVAE
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a loaded shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _toy(n=64, seed=0):
     """Binary 6-pixel data generated from 3 hidden bits (each bit switches two pixels on)."""
     g = torch.Generator().manual_seed(seed)

@@ -119,7 +119,6 @@ def test_untrained_flow_density_integrates_to_one(name, float64):
 def test_trained_moons_flow_normalizes_and_beats_a_gaussian():
     from sklearn.mixture import GaussianMixture
 
-    torch.set_num_threads(1)
     data = two_moons(num_samples=4000, num_test=1000)
     flow = FlowDensity(2, "maf", depth=4, hidden=(32, 32)).init_from_data(data.train)
     fit(flow, data.train, steps=250, batch_size=256, lr=5e-3, progress=False)
@@ -200,7 +199,6 @@ def test_image_flow_samples_grey_levels_and_trains_on_digits():
     from pyro_gen.data import load_digits
 
     torch.manual_seed(0)
-    torch.set_num_threads(1)
     data = load_digits()
     flow = FlowDensity(64, "maf", depth=2, hidden=(128,), num_levels=17).init_from_data(data.train)
     before = flow.bits_per_dim(data.test)

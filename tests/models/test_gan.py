@@ -21,15 +21,6 @@ from pyro_gen.models.gan import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one intra-op thread avoids spin-waiting on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_model_trace_has_latent_and_deterministic_sites():
     gan = GAN.for_data(2, hidden=(8,))
     tr = poutine.trace(gan.model).get_trace(num_samples=7)

@@ -14,16 +14,6 @@ from pyro_gen.inference.em import GaussianMixtureEM, initial_parameters
 from pyro_gen.inference.svi import fit
 from pyro_gen.models.gmm import GaussianMixtureModel, MixtureParameters
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP barrier stalls on a shared, busy CPU."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 MEANS = torch.tensor([[0.0, 0.0], [5.0, 0.5], [1.0, 5.0]])
 SCALES = torch.tensor([0.6, 0.8, 0.5])
 

@@ -17,16 +17,6 @@ from pyro_gen.models.ica import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: intra-op threads only add contention on the shared 2-core machine
-    # (measured 10-40x slower with 2 threads under load).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_amari_distance_is_zero_exactly_for_scaled_permutations():
     a = torch.tensor([[1.0, 0.5, 0.2], [0.3, 2.0, -0.4], [0.1, 0.2, 1.5]])
     perm_scale = torch.tensor([[0.0, 3.0, 0.0], [-0.5, 0.0, 0.0], [0.0, 0.0, 2.0]])
