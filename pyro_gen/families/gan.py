@@ -19,6 +19,7 @@ DEFAULT_STEPS = {"ring": 4000, "grid": 4000, "digits": 2000, "mnist": 3000}
 DEFAULT_STEPS_OTHER = 2000
 DEFAULT_LOSS = "lsgan"  # the best of the five on grid-25 in benchmarks/gan.py
 DEFAULT_BATCH_SIZE = 512
+DEFAULT_EMA = None  # moving average of the generator weights (off: linear lr decay to 0 suffices)
 EPOCHS_SENTINEL = 0.0  # the gan sub-command's --epochs default: "let the family choose the budget"
 
 
@@ -26,7 +27,10 @@ def _gan_arguments(p: argparse.ArgumentParser) -> None:
     from ..inference.adversarial import LOSSES
 
     p.add_argument(
-        "--loss", default="ns", choices=list(LOSSES), help="adversarial loss (ns = non-saturating)"
+        "--loss",
+        default=None,
+        choices=list(LOSSES),
+        help=f"adversarial loss (ns = non-saturating; default {DEFAULT_LOSS})",
     )
     p.add_argument("--pack", type=int, default=1, help="PacGAN: samples the discriminator judges jointly")
     p.add_argument(
@@ -35,7 +39,8 @@ def _gan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--arch", default="auto", choices=["auto", "mlp", "conv"], help="networks (auto: conv for images)"
     )
-    p.add_argument("--hidden", default="128,128,128", help="MLP widths of generator and discriminator")
+    p.add_argument("--hidden", default="128,128,128", help="MLP widths of the generator (and critic)")
+    p.add_argument("--disc-hidden", default=None, help="MLP widths of the critic (default: --hidden)")
     p.add_argument("--width", type=int, default=32, help="channels of the convolutional networks")
     p.add_argument(
         "--d-steps", type=int, default=None, help="critic updates per generator update (wgan-gp: 5)"
@@ -46,6 +51,15 @@ def _gan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lr-decay", default="linear", choices=["linear", "constant"], help="learning-rate schedule"
     )
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        help=f"decay of the sampled moving average of generator weights (0: off; default {DEFAULT_EMA})",
+    )
+    p.add_argument(
+        "--checkpoint-every", type=int, default=500, help="generator steps between checkpoints (for --resume)"
+    )
     p.add_argument("--eval-samples", type=int, default=2500, help="samples drawn for the metrics")
     # The GAN's own budget and data defaults: grey-level images, batches of 512, and a
     # per-data-set number of generator steps (DEFAULT_STEPS) unless --steps/--epochs is given.
@@ -54,7 +68,12 @@ def _gan_arguments(p: argparse.ArgumentParser) -> None:
 
 def _options(options: dict) -> dict:
     hidden = [int(h) for h in str(options.get("hidden") or "128,128,128").split(",") if h]
+    disc_hidden = options.get("disc_hidden")
+    ema = options.get("ema")
+    ema = DEFAULT_EMA if ema is None else (float(ema) or None)  # --ema 0 switches it off
     return {
+        "disc_hidden": None if not disc_hidden else [int(h) for h in str(disc_hidden).split(",") if h],
+        "ema": ema,
         "loss": options.get("loss") or DEFAULT_LOSS,
         "pack": int(options.get("pack") or 1),
         "latent_dim": options.get("latent_dim"),
@@ -76,6 +95,7 @@ def _build_gan(data, options: dict):
         latent_dim=None if o["latent_dim"] is None else int(o["latent_dim"]),
         arch=o["arch"],
         hidden=o["hidden"],
+        disc_hidden=o["disc_hidden"],
         width=o["width"],
         pack=o["pack"],
     )
@@ -129,6 +149,11 @@ def _fit(model, data, config, options, o, steps, epochs, d_steps, beta1, beta2, 
 
     is_mixture = "means" in (data.info or {})
     eval_every = max(1, (steps or 1000) // 10) if is_mixture else None
+    ckpt = Path(out) / runs.CHECKPOINT
+    resume = bool(config.get("resume"))
+    if resume and not ckpt.is_file():
+        raise ValueError(f"--resume: {ckpt} does not exist")
+    every = options.get("checkpoint_every")
     return train_gan(
         model,
         data.train,
@@ -146,8 +171,12 @@ def _fit(model, data, config, options, o, steps, epochs, d_steps, beta1, beta2, 
         seed=int(config.get("seed", 0)),
         eval_fn=(lambda g: _evaluate_gan(g, data, config, during_training=True)) if is_mixture else None,
         eval_every=eval_every,
-        checkpoint=out / runs.CHECKPOINT,
-        progress=config.get("progress"),  # run_fit does not pass it: None lets tqdm decide
+        checkpoint=ckpt,
+        checkpoint_every=500 if every is None else int(every),
+        resume=ckpt if resume else None,
+        device=config.get("device"),
+        ema=o["ema"],
+        progress=config.get("progress"),  # None lets tqdm decide
     )
 
 
@@ -169,6 +198,7 @@ def _train_gan(model, data, config: dict, out: Path):
         result = _fit(model, data, config, options, o, steps, epochs, d_steps, beta1, beta2, out)
     finally:
         torch.set_num_threads(threads)
+        model.cpu()  # (after --device cuda) evaluation, figures and loading work on the CPU
     plot_gan_losses(result.history, out / "gan_losses.png", title=f"GAN ({o['loss']}, pack {o['pack']})")
     if is_mixture:
         from ..inference.metrics import mode_metrics_for_data

@@ -40,8 +40,9 @@ from tqdm.auto import tqdm
 
 from ..data.checks import as_data_tensor
 from ..models.gan import GAN, pack_samples
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .result import FitResult
+from .svi import resolve_device
 
 LOSSES = ("minimax", "ns", "wgan-gp", "hinge", "lsgan")
 _ALIASES = {
@@ -112,8 +113,46 @@ def _grad_norm(params: Sequence[torch.Tensor]) -> float:
     return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
 
 
+def make_ema(module: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """Return torch's ``AveragedModel`` keeping an exponential moving average of ``module``'s weights.
+
+    The decay after ``t`` updates is ``min(decay, (1 + t) / (10 + t))`` (the warm-up of
+    TensorFlow's ``ExponentialMovingAverage``) so the random initial weights are forgotten
+    quickly; batch-norm buffers are averaged too. Sampling from the average of the
+    generator's recent weights (Yazici et al. 2019) removes much of the oscillation of
+    adversarial training and sharpens the modes.
+    """
+
+    def avg_fn(avg: torch.Tensor, new: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(num)) / (10.0 + float(num)))
+        return d * avg + (1.0 - d) * new
+
+    return torch.optim.swa_utils.AveragedModel(module, avg_fn=avg_fn, use_buffers=True)
+
+
+class _sampling_generator:
+    """Context manager: swap the averaged generator weights in (for evaluation), then back."""
+
+    def __init__(self, gan: GAN, averaged: torch.optim.swa_utils.AveragedModel | None):
+        self.gan, self.averaged, self.saved = gan, averaged, None
+
+    def __enter__(self) -> None:
+        if self.averaged is not None:
+            self.saved = {k: v.clone() for k, v in self.gan.generator.state_dict().items()}
+            self.gan.generator.load_state_dict(self.averaged.module.state_dict())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            self.gan.generator.load_state_dict(self.saved)
+
+
 def _rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
 
 
 def train_gan(
@@ -138,6 +177,10 @@ def train_gan(
     callbacks: Sequence[Callable[[dict], None]] = (),
     checkpoint: str | Path | None = None,
     progress: bool | None = True,
+    ema: float | None = None,
+    checkpoint_every: int | None = None,
+    resume: str | Path | None = None,
+    device: str | torch.device | None = None,
 ) -> FitResult:
     """Train ``gan`` adversarially on ``data`` ``(N, D)``; return a :class:`FitResult`.
 
@@ -148,7 +191,9 @@ def train_gan(
     them) and as many generated points. Both players use Adam with ``betas``; ``lr`` is the
     generator's learning rate, ``lr_d`` the discriminator's (default ``lr``); with
     ``lr_schedule="linear"`` both decay linearly to 0 over the ``steps`` generator updates. ``transform``
-    is applied to every real minibatch (e.g. dynamic binarization).
+    is applied to every real minibatch (e.g. dynamic binarization). ``ema`` (a decay such as
+    0.999) keeps an exponential moving average of the generator's weights (:func:`make_ema`);
+    evaluation and the returned ``gan`` use the averaged generator.
 
     ``history`` rows (every ``log_every`` steps) hold ``step``, ``epoch``, ``d_loss`` and
     ``g_loss`` (means since the previous row, in the loss's own units: nats for
@@ -157,7 +202,13 @@ def train_gan(
     time so far, excluding evaluation) and whatever ``eval_fn(gan)`` returns every
     ``eval_every`` steps (and at the end). ``callbacks`` receive each row.
     ``FitResult.seconds`` is the total training time in seconds. A checkpoint (module and
-    optimizer state, RNG, loop position) is written at the end when ``checkpoint`` is set.
+    optimizer state, RNG, loop position) is written at the end when ``checkpoint`` is set,
+    and every ``checkpoint_every`` generator steps; its ``module_state`` holds the weights
+    that are sampled (the averaged generator with ``ema``). ``resume`` (a checkpoint path)
+    continues such a run from its saved step with the same settings: optimizers, schedules,
+    moving average, data order and RNG are restored, so an interrupted run ends where an
+    uninterrupted one would. ``device`` (``"cpu"``, ``"cuda[:i]"``, ``"auto"``) moves ``gan`` and
+    ``data`` there.
     """
     loss = check_loss(loss)
     if not isinstance(gan, GAN):
@@ -178,6 +229,15 @@ def train_gan(
         raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {lr_schedule!r}")
     if log_every <= 0:
         raise ValueError(f"log_every must be positive, got {log_every}")
+    if ema is not None and not 0.0 < ema < 1.0:
+        raise ValueError(f"ema must be a decay in (0, 1), got {ema}")
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every <= 0):
+        raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+    dev = resolve_device(device)
+    if dev is not None:
+        gan.to(dev)
+        data = data.to(dev)
+    dev = data.device
     n = data.shape[0]
     steps_per_epoch = max(1, n // batch_size)
     if steps is None:
@@ -197,8 +257,33 @@ def train_gan(
             schedulers.append(torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / steps)))
     critic = gan.critic
     gan.train()
+    averaged = make_ema(gan.generator, ema) if ema is not None else None
 
     perm, cursor = torch.randperm(n), 0
+    history: list[dict[str, Any]] = []
+    train_seconds = 0.0
+    start = 1
+    if resume is not None:
+        state = load_checkpoint(resume)
+        loop = state["loop"]
+        if loop.get("loss") != loss or "perm" not in loop:
+            raise ValueError(
+                f"cannot resume from {resume}: it holds a {loop.get('loss')!r} run without the loop "
+                f"state of train_gan, not a {loss!r} run"
+            )
+        if (loop.get("ema_state") is None) != (averaged is None):
+            raise ValueError(f"cannot resume from {resume}: ema must be set as in the saved run")
+        gan.load_state_dict(state["module_state"])
+        if averaged is not None:
+            averaged.load_state_dict(loop["ema_state"])
+            gan.generator.load_state_dict(loop["raw_generator"])
+        opt_g.load_state_dict(state["optimizer_state"]["generator"])
+        opt_d.load_state_dict(state["optimizer_state"]["discriminator"])
+        for sched, s_state in zip(schedulers, state["optimizer_state"].get("schedulers", [])):
+            sched.load_state_dict(s_state)
+        perm, cursor = loop["perm"], int(loop["cursor"])
+        history, train_seconds, start = list(loop["history"]), float(loop["seconds"]), int(loop["step"]) + 1
+        _set_rng_state(state["rng"])
 
     def real_batch() -> torch.Tensor:
         nonlocal perm, cursor
@@ -210,17 +295,50 @@ def train_gan(
         return transform(x) if transform is not None else x
 
     def fake_batch(m: int) -> torch.Tensor:
-        return gan.generate(torch.randn(m, gan.latent_dim))
+        return gan.generate(torch.randn(m, gan.latent_dim, device=dev))
 
-    history: list[dict[str, Any]] = []
+    def save(path: str | Path, step: int) -> Path:
+        module_state = gan.state_dict()
+        raw_generator = ema_state = None
+        if averaged is not None:  # module_state holds what is sampled: the averaged generator
+            raw_generator = gan.generator.state_dict()
+            ema_state = averaged.state_dict()
+            module_state.update({f"generator.{k}": v for k, v in averaged.module.state_dict().items()})
+        return save_checkpoint(
+            {
+                "module_state": module_state,
+                "optimizer_state": {
+                    "generator": opt_g.state_dict(),
+                    "discriminator": opt_d.state_dict(),
+                    "schedulers": [sc.state_dict() for sc in schedulers],
+                },
+                "param_store": pyro.get_param_store().get_state(),
+                "rng": _rng_state(),
+                "loop": {
+                    "step": step,
+                    "loss": loss,
+                    "raw_generator": raw_generator,
+                    "ema_state": ema_state,
+                    "perm": perm,
+                    "cursor": cursor,
+                    "history": history,
+                    "seconds": train_seconds,
+                },
+            },
+            path,
+        )
+
     sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real": 0.0, "d_fake": 0.0, "g_grad_norm": 0.0}
     count = 0
-    train_seconds = 0.0
     # progress=None: tqdm decides (shown on a terminal, hidden when output is redirected)
     bar = tqdm(
-        total=steps, desc=f"GAN ({loss})", disable=None if progress is None else not progress, leave=False
+        total=steps,
+        initial=start - 1,
+        desc=f"GAN ({loss})",
+        disable=None if progress is None else not progress,
+        leave=False,
     )
-    for step in range(1, steps + 1):
+    for step in range(start, steps + 1):
         t0 = time.perf_counter()
         for _ in range(d_steps):
             real = pack_samples(real_batch(), gan.pack)
@@ -240,6 +358,8 @@ def train_gan(
         g_loss.backward()
         g_norm = _grad_norm(gen_params)
         opt_g.step()
+        if averaged is not None:
+            averaged.update_parameters(gan.generator)
         for sched in schedulers:
             sched.step()
         train_seconds += time.perf_counter() - t0
@@ -262,7 +382,8 @@ def train_gan(
             row.update({k: v / count for k, v in sums.items()})
             row["seconds"] = train_seconds
             if evaluate_now:
-                row.update(eval_fn(gan))
+                with _sampling_generator(gan, averaged):
+                    row.update(eval_fn(gan))
                 gan.train()
             history.append(row)
             bar.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}")
@@ -270,20 +391,14 @@ def train_gan(
                 cb(row)
             sums = dict.fromkeys(sums, 0.0)
             count = 0
+        if checkpoint is not None and checkpoint_every is not None and step % checkpoint_every == 0:
+            if step < steps:  # (the last step is saved below)
+                save(checkpoint, step)
     bar.close()
+    ckpt_path = save(checkpoint, steps) if checkpoint is not None else None
+    if averaged is not None:  # sample from the average from now on
+        gan.generator.load_state_dict(averaged.module.state_dict())
     gan.eval()
-    ckpt_path = None
-    if checkpoint is not None:
-        ckpt_path = save_checkpoint(
-            {
-                "module_state": gan.state_dict(),
-                "optimizer_state": {"generator": opt_g.state_dict(), "discriminator": opt_d.state_dict()},
-                "param_store": pyro.get_param_store().get_state(),
-                "rng": _rng_state(),
-                "loop": {"step": steps, "loss": loss},
-            },
-            checkpoint,
-        )
     return FitResult(
         model=gan,
         history=history,

@@ -193,7 +193,72 @@ def test_train_gan_returns_fit_result_and_checkpoint(tmp_path):
     gan2.load_state_dict(state["module_state"])
     z = torch.randn(5, 2)
     torch.testing.assert_close(gan2.generate(z), gan.generate(z))
-    assert set(state["optimizer_state"]) == {"generator", "discriminator"}
+    assert set(state["optimizer_state"]) == {"generator", "discriminator", "schedulers"}
+
+
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_train_gan_resume_matches_an_uninterrupted_run(tmp_path, ema):
+    data = torch.randn(300, 2) + 1.0
+    args = {
+        "steps": 8,
+        "batch_size": 64,
+        "log_every": 2,
+        "progress": False,
+        "lr_schedule": "linear",
+        "ema": ema,
+    }
+    torch.manual_seed(1)
+    straight = GAN.for_data(2, hidden=(8,), pack=2)
+    res_a = train_gan(straight, data, seed=3, **args)
+    torch.manual_seed(1)
+    first = GAN.for_data(2, hidden=(8,), pack=2)
+    ckpt = tmp_path / "c.pt"
+
+    def interrupt(row):
+        if row["step"] == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # killed at step 6: the last checkpoint is step 4's
+        train_gan(first, data, seed=3, checkpoint=ckpt, checkpoint_every=4, callbacks=[interrupt], **args)
+    assert load_checkpoint(ckpt)["loop"]["step"] == 4
+    torch.manual_seed(99)  # the resumed run restores the saved RNG state, not this one
+    resumed = GAN.for_data(2, hidden=(8,), pack=2)
+    res_b = train_gan(resumed, data, seed=3, resume=ckpt, checkpoint=ckpt, **args)
+    z = torch.randn(7, 2)
+    torch.testing.assert_close(resumed.generate(z), straight.generate(z))
+    x = torch.randn(8, 2)
+    torch.testing.assert_close(resumed.discriminate(x), straight.discriminate(x))
+    assert [r["step"] for r in res_b.history] == [r["step"] for r in res_a.history] == [2, 4, 6, 8]
+    assert res_b.history[-1]["d_loss"] == pytest.approx(res_a.history[-1]["d_loss"])
+
+
+def test_train_gan_resume_rejects_another_loss_or_ema_setting(tmp_path):
+    data = torch.randn(100, 2)
+    gan = GAN.for_data(2, hidden=(8,))
+    train_gan(gan, data, steps=2, batch_size=32, progress=False, checkpoint=tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="not a 'hinge' run"):
+        train_gan(gan, data, loss="hinge", steps=4, batch_size=32, progress=False, resume=tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="ema must be set"):
+        train_gan(gan, data, ema=0.9, steps=4, batch_size=32, progress=False, resume=tmp_path / "c.pt")
+
+
+def test_ema_generator_is_the_warmed_up_exponential_average():
+    from pyro_gen.inference.adversarial import make_ema
+
+    net = nn.Linear(1, 1, bias=False)
+    avg = make_ema(net, 0.5)
+    expected = None
+    for t, w in enumerate([4.0, 2.0, 8.0, 0.0, 6.0]):
+        with torch.no_grad():
+            net.weight.fill_(w)
+        avg.update_parameters(net)
+        # first update copies; update t >= 1 uses decay min(0.5, (1 + t) / (10 + t))
+        expected = (
+            w
+            if expected is None
+            else min(0.5, (1 + t) / (10 + t)) * expected + (1 - min(0.5, (1 + t) / (10 + t))) * w
+        )
+        assert float(avg.module.weight.detach()) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
@@ -206,6 +271,8 @@ def test_train_gan_returns_fit_result_and_checkpoint(tmp_path):
         ({"gp_weight": -1.0}, "gp_weight"),
         ({"lr_schedule": "cosine"}, "lr_schedule"),
         ({"steps": 0}, "steps must be positive"),
+        ({"ema": 1.0}, "ema must be a decay"),
+        ({"checkpoint_every": 0}, "checkpoint_every"),
     ],
 )
 def test_train_gan_rejects_bad_arguments(kwargs, match):

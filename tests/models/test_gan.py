@@ -170,11 +170,15 @@ def test_family_fit_writes_run_folder_and_sample_round_trips(tmp_path):
 
 def test_family_digits_frechet_and_cli_defaults(tmp_path):
     from pyro_gen.cli import build_parser
-    from pyro_gen.families.gan import EPOCHS_SENTINEL
+    from pyro_gen.families.gan import DEFAULT_EMA, DEFAULT_LOSS, EPOCHS_SENTINEL, _options
     from pyro_gen.runs import run_fit
 
     args = build_parser().parse_args(["fit", "gan", "--data", "digits", "--loss", "lsgan"])
     assert args.epochs == EPOCHS_SENTINEL and args.batch_size == 512 and args.binarize == "none"
+    # without --loss/--ema the family's defaults apply (not argparse's)
+    plain = vars(build_parser().parse_args(["fit", "gan", "--data", "ring"]))
+    assert _options(plain)["loss"] == DEFAULT_LOSS and _options(plain)["ema"] == DEFAULT_EMA
+    assert _options({**plain, "ema": 0.0})["ema"] is None
     metrics = run_fit(
         "gan",
         "digits",
@@ -194,3 +198,26 @@ def test_family_rejects_unknown_loss(tmp_path):
 
     with pytest.raises(ValueError, match="unknown GAN loss"):
         run_fit("gan", "ring", out=tmp_path, options={"loss": "vanilla"}, steps=1, progress=False)
+
+
+def test_family_resume_continues_from_the_run_checkpoint(tmp_path):
+    from pyro_gen.data import load_data
+    from pyro_gen.families.gan import GAN_FAMILY
+    from pyro_gen.inference import load_checkpoint
+    from pyro_gen.runs import run_fit
+
+    out = tmp_path / "run"
+    opts = {"loss": "ns", "hidden": "8", "ema": 0.9, "checkpoint_every": 2, "eval_samples": 100}
+    run_fit("gan", "ring", out=out, options=opts, steps=4, progress=False)
+    assert load_checkpoint(out / "checkpoint.pt")["loop"]["step"] == 4
+    data = load_data("ring")
+    model = GAN_FAMILY.build(data, opts)
+    config = {"options": opts, "steps": 6, "seed": 0, "progress": False, "batch_size": 64, "lr": 1e-3}
+    result = GAN_FAMILY.train(model, data, {**config, "resume": True}, out)
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert result.steps == 6 and state["loop"]["step"] == 6
+    # the history continues the saved one (the family evaluates every steps // 10 = 1 step here)
+    assert [r["step"] for r in result.history] == [1, 2, 3, 4, 5, 6]
+    model.load_state_dict(state["module_state"])  # the sampled (averaged) weights load back
+    with pytest.raises(ValueError, match="does not exist"):
+        GAN_FAMILY.train(GAN_FAMILY.build(data, opts), data, {**config, "resume": True}, tmp_path / "empty")
