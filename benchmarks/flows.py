@@ -51,42 +51,85 @@ def _train(flow: FlowDensity, data, steps: int | None, epochs: float | None, arg
     return res.seconds / res.steps
 
 
-def _flows(dim: int, args, num_levels=None):
+# Each Pyro transform against the zuko flow built the same way (same depth, bins, bound,
+# optimizer, batch and steps): ``passes=2`` makes zuko's masked transforms coupling layers.
+ZUKO_TWIN: dict[str, tuple[str, int | None] | None] = {
+    "planar": None,  # zuko has no planar or radial flow
+    "radial": None,
+    "affine_coupling": ("maf", 2),
+    "spline_coupling": ("nsf", 2),
+    "spline_autoregressive": ("nsf", None),
+    "maf": ("maf", None),
+    "naf": ("naf", None),
+}
+
+
+def _pyro_flow(name: str, dim: int, hidden: list[int], args, num_levels) -> FlowDensity:
+    depth = args.depth * (4 if name in ("planar", "radial") else 1)  # O(D)-parameter blocks
+    return FlowDensity(
+        dim,
+        name,
+        depth,
+        hidden,
+        count_bins=args.bins,
+        bound=args.bound,
+        num_levels=num_levels,
+        alpha=0.05,
+        seed=args.seed,
+    )
+
+
+def _zuko_flow(twin: tuple[str, int | None], dim: int, hidden: list[int], args, num_levels) -> FlowDensity:
+    zf = make_zuko_flow(twin[0], dim, args.depth, hidden, args.bins, passes=twin[1])
+    return FlowDensity(dim, zuko_flow=zf, num_levels=num_levels, alpha=0.05)
+
+
+def _matched_hidden(name: str, dim: int, target: int, layers: int, args, num_levels) -> list[int]:
+    """Conditioner widths (``layers`` equal layers) whose parameter count is closest to ``target``."""
+    lo, hi = 2, 4096
+    while hi - lo > 1:  # the count grows with the width: bisect
+        mid = (lo + hi) // 2
+        n = _pyro_flow(name, dim, [mid] * layers, args, num_levels).num_parameters()
+        lo, hi = (mid, hi) if n <= target else (lo, mid)
+    counts = {w: _pyro_flow(name, dim, [w] * layers, args, num_levels).num_parameters() for w in (lo, hi)}
+    return [min(counts, key=lambda w: abs(counts[w] - target))] * layers
+
+
+def _flows(dim: int, args, num_levels=None, skip=()):
+    """Yield ``(row_name, flow, twin_row_name)``: each zuko twin first, then the Pyro flow whose
+    conditioner widths match the twin's parameter count (``--hidden`` when there is no twin)."""
     hidden = [int(h) for h in args.hidden.split(",")]
     names = args.transforms.split(",") if args.transforms else list(TRANSFORMS)
+    done: set[str] = set()
     for name in names:
-        # planar/radial blocks have O(D) parameters: give them 4x the depth
-        depth = args.depth * (4 if name in ("planar", "radial") else 1)
-        yield (
-            name,
-            FlowDensity(
-                dim,
-                name,
-                depth,
-                hidden,
-                count_bins=args.bins,
-                num_levels=num_levels,
-                alpha=0.05,
-                seed=args.seed,
-            ),
-        )
-    if not args.no_zuko:
-        for name in ("nsf", "maf"):
-            zf = make_zuko_flow(name, dim, args.depth, hidden, args.bins)
-            yield f"zuko-{name}", FlowDensity(dim, zuko_flow=zf, num_levels=num_levels, alpha=0.05)
+        if name in skip:
+            continue
+        twin = None if args.no_zuko else ZUKO_TWIN.get(name)
+        if twin is None:
+            yield name, _pyro_flow(name, dim, hidden, args, num_levels), None
+            continue
+        twin_name = f"zuko-{twin[0]}" + ("-coupling" if twin[1] == 2 else "")
+        zflow = _zuko_flow(twin, dim, hidden, args, num_levels)
+        if twin_name not in done:
+            done.add(twin_name)
+            yield twin_name, zflow, None
+        matched = _matched_hidden(name, dim, zflow.num_parameters(), len(hidden), args, num_levels)
+        yield name, _pyro_flow(name, dim, matched, args, num_levels), twin_name
 
 
 def _vs_zuko(rows: list[dict]) -> None:
-    ref = {r["flow"]: r["ms_per_step"] for r in rows if r["flow"].startswith("zuko-")}
+    """Add each Pyro row's time and log-likelihood relative to its zuko twin (same run)."""
+    by_name = {r["flow"]: r for r in rows}
     for r in rows:
-        if "ms_per_step" not in r:
-            continue  # the scikit-learn references
-        other = "zuko-nsf" if "spline" in r["flow"] else "zuko-maf"
-        if other in ref and not r["flow"].startswith("zuko-") and r.get("ms_per_step"):
-            r["time_vs_zuko"] = r["ms_per_step"] / ref[other]
-        ll_ref = {x["flow"]: x["test_log_likelihood"] for x in rows}.get(other)
-        if ll_ref is not None and not r["flow"].startswith("zuko-"):
-            r["ll_minus_zuko"] = r["test_log_likelihood"] - ll_ref
+        twin = by_name.get(r.get("zuko_twin") or "")
+        if twin is None:
+            continue
+        r["time_vs_zuko"] = r["ms_per_step"] / twin["ms_per_step"]
+        r["ll_minus_zuko"] = r["test_log_likelihood"] - twin["test_log_likelihood"]
+        # "within 2% of zuko's test log-likelihood": the shortfall relative to |zuko's value|
+        shortfall = max(0.0, -r["ll_minus_zuko"])
+        r["ll_within_2pct"] = shortfall <= 0.02 * abs(twin["test_log_likelihood"])
+        r["no_slower"] = r["time_vs_zuko"] <= 1.0
 
 
 def part_density(args) -> dict:
@@ -99,7 +142,7 @@ def part_density(args) -> dict:
         ref_seconds = time.perf_counter() - t0
         rows.append({"flow": "gaussian (sklearn)", "test_log_likelihood": refs["reference_gaussian"]})
         rows.append({"flow": "gmm50 (sklearn)", "test_log_likelihood": refs["reference_gmm50"]})
-        for name, flow in _flows(2, args):
+        for name, flow, twin in _flows(2, args):
             flow.init_from_data(data.train)
             sec = _train(flow, data, args.steps, None, args)
             with torch.no_grad():
@@ -108,9 +151,11 @@ def part_density(args) -> dict:
                 {
                     "flow": name,
                     "depth": flow.depth if flow.zuko_flow is None else args.depth,
+                    "hidden": flow.config["hidden"] if flow.zuko_flow is None else args.hidden,
                     "num_parameters": flow.num_parameters(),
                     "test_log_likelihood": ll,
                     "ms_per_step": 1000 * sec,
+                    "zuko_twin": twin,
                 }
             )
             print(f"  {spec} {name}: {ll:.3f} nats, {1000 * sec:.1f} ms/step", flush=True)
@@ -123,9 +168,8 @@ def part_density(args) -> dict:
 def part_digits(args) -> dict:
     data = load_data("digits", binarize=None, seed=args.seed)
     rows = []
-    for name, flow in _flows(data.dim, args, num_levels=17):
-        if name in ("planar", "radial", "naf"):
-            continue  # planar/radial are too weak in 64-D; NAF sampling is by bisection
+    # planar/radial are too weak in 64-D; NAF samples by bisection
+    for name, flow, twin in _flows(data.dim, args, num_levels=17, skip=("planar", "radial", "naf")):
         flow.init_from_data(data.train)
         sec = _train(flow, data, None, args.epochs, args)
         torch.manual_seed(args.seed)
@@ -134,10 +178,12 @@ def part_digits(args) -> dict:
         rows.append(
             {
                 "flow": name,
+                "hidden": flow.config["hidden"] if flow.zuko_flow is None else args.hidden,
                 "num_parameters": flow.num_parameters(),
                 "test_log_likelihood": ll,
                 "test_bits_per_dim": -ll / (data.dim * math.log(2)),
                 "ms_per_step": 1000 * sec,
+                "zuko_twin": twin,
             }
         )
         print(f"  digits {name}: {rows[-1]['test_bits_per_dim']:.3f} bits/dim", flush=True)
@@ -190,6 +236,7 @@ def main() -> int:
     p.add_argument("--depth", type=int, default=8)
     p.add_argument("--hidden", default="64,64")
     p.add_argument("--bins", type=int, default=8)
+    p.add_argument("--bound", type=float, default=5.0, help="spline interval [-B, B] (zuko's default 5)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--num-flows", type=int, default=4)

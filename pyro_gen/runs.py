@@ -124,7 +124,10 @@ def run_fit(
         write_json(config, out / "config.json")
     if family.train is not None:
         result = family.train(
-            model, data, {**config, "progress": progress and rank == 0, "device": device}, out
+            model,
+            data,
+            {**config, "progress": progress and rank == 0, "device": device, "resume": resume},
+            out,
         )
     else:
         result = fit(

@@ -97,6 +97,9 @@ def _train_flow(model, data, config: dict, out: Path):
     model.init_from_data(data.train)
     n = data.train.shape[0]
     bs = min(int(config["batch_size"]), n)
+    ckpt = Path(out) / "checkpoint.pt"
+    if config.get("resume") and not ckpt.is_file():
+        raise ValueError(f"--resume: {ckpt} does not exist")
     result = fit(
         model,
         data.train,
@@ -111,8 +114,9 @@ def _train_flow(model, data, config: dict, out: Path):
         test_data=data.test,
         transform=None if not data.binarized else data.batch_transform,
         seed=config["seed"],
-        checkpoint=Path(out) / "checkpoint.pt",
+        checkpoint=ckpt,
         checkpoint_every=max(1, n // bs),
+        resume=ckpt if config.get("resume") else None,
         progress=bool(config.get("progress", True)),
         device=config.get("device"),
     )

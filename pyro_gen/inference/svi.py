@@ -232,6 +232,7 @@ def fit(
     validate: bool = False,
     distributed: bool | None = None,
     device: str | torch.device | None = None,
+    sync_every: int | None = None,
 ) -> FitResult:
     """Train ``model`` (with ``guide``) on ``data`` by stochastic variational inference.
 
@@ -255,6 +256,14 @@ def fit(
 
     ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``) moves the module and the
     data there once, before training.
+
+    ``sync_every``: steps between reading the loss back to the host. On the CPU (default 1)
+    every step is checked and a non-finite loss stops training before the optimizer applies
+    it. On an accelerator (default 50) the losses are summed on the device and read once per
+    ``sync_every`` steps, at every history row and before every checkpoint, so the GPU is
+    never stalled by the host; a non-finite loss is then reported for the window in which it
+    happened, and checkpoints are only written after a clean read. Callbacks see every
+    step's loss, so with ``callbacks`` it is 1.
     """
     data = as_data_tensor(data, "data")
     model_fn, guide_fn, module = resolve_pair(model, guide)
@@ -271,6 +280,11 @@ def fit(
         data = data.to(dev)
         test_data = None if test_data is None else test_data.to(dev)
     n = data.shape[0]
+    if sync_every is None:
+        sync_every = 1 if data.device.type == "cpu" else 50
+    if int(sync_every) < 1:
+        raise ValueError(f"sync_every must be a positive number of steps, got {sync_every}")
+    sync_every = 1 if callbacks else int(sync_every)
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     dist_on = distributed if distributed is not None else (dist.is_available() and dist.is_initialized())
@@ -353,7 +367,8 @@ def fit(
         # broadcasts rank 0's parameters and buffers at construction
         ddp = DistributedDataParallel(_LossModule(module, elbo, model_fn, guide_fn))
 
-    def compute_loss(batch: torch.Tensor) -> float:
+    def compute_loss(batch: torch.Tensor) -> torch.Tensor | float:
+        # returns the loss still on the device: reading it (float()) is the host sync
         if ddp is not None:
             loss_t = ddp(batch)
         elif use_diff:
@@ -361,12 +376,20 @@ def fit(
         else:
             return elbo.loss_and_grads(model_fn, guide_fn, batch)
         loss_t.backward()
-        return loss_t.item()
+        return loss_t.detach()
 
     opt: torch.optim.Optimizer | None = None
     sched = None
     params: list[torch.Tensor] = []
     running, running_count = 0.0, 0
+    pending: torch.Tensor | float | None = None  # losses summed on the device since the last read
+    pending_from = 0  # first step in ``pending``
+
+    def diverged(value: float, first: int, last: int) -> TrainingDivergedError:
+        where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
+        at = f"at step {last}" if first == last else f"between steps {first} and {last}"
+        return TrainingDivergedError(f"loss became {value} {at} (lr={opt.param_groups[0]['lr']:.3g}){where}")
+
     if state is not None:
         running, running_count = state["loop"].get("running", 0.0), state["loop"].get("running_count", 0)
     if module is not None:
@@ -442,21 +465,37 @@ def fit(
                                 sched.load_state_dict(state["scheduler_state"])
                     else:
                         loss = compute_loss(batch)
-                loss = float(loss)
-                if not math.isfinite(loss):
-                    where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
-                    raise TrainingDivergedError(
-                        f"loss became {loss} at step {step + 1} (lr={opt.param_groups[0]['lr']:.3g}){where}"
-                    )
+                if sync_every == 1:
+                    loss = float(loss)
+                    if not math.isfinite(loss):
+                        raise diverged(loss, step + 1, step + 1)
+                    running += loss
+                else:
+                    if pending is None:
+                        pending, pending_from = loss, step + 1
+                    else:
+                        pending = pending + loss
                 if clip_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, clip_norm)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 sched.step()
                 step += 1
-                running += loss
                 running_count += 1
                 bar.update(1)
+                ckpt_due = (
+                    ckpt_path is not None
+                    and rank == 0
+                    and ((checkpoint_every and step % checkpoint_every == 0) or step == total_steps)
+                )
+                if pending is not None and (
+                    step % sync_every == 0 or step % log_every == 0 or step == total_steps or ckpt_due
+                ):
+                    total = float(pending)  # the one host-device sync of the window
+                    if not math.isfinite(total):
+                        raise diverged(total, pending_from, step)
+                    running += total
+                    pending = None
                 if callbacks:
                     info = StepInfo(step, step / steps_per_epoch, loss, model_fn, guide_fn, batch, opt)
                     t_cb = time.perf_counter()
@@ -483,11 +522,7 @@ def fit(
                         eval_seconds += time.perf_counter() - t0
                     history.append(row)
                     bar.set_postfix(elbo=f"{row['train_elbo']:.2f}", refresh=False)
-                if (
-                    ckpt_path is not None
-                    and rank == 0
-                    and ((checkpoint_every and step % checkpoint_every == 0) or step == total_steps)
-                ):
+                if ckpt_due:
                     last_ckpt = save_checkpoint(make_state(), ckpt_path)
     finally:
         bar.close()

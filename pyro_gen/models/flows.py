@@ -51,19 +51,31 @@ import pyro.distributions.transforms as T
 import torch
 from pyro.distributions import constraints
 from pyro.distributions.torch_distribution import TorchDistribution
+from pyro.nn import AutoRegressiveNN, DenseNN
 from torch import nn
 from torch.distributions.transforms import Transform
 
 from ..data.checks import check_unit_interval
 from .base import data_plate
 
-TRANSFORMS = ("planar", "radial", "affine_coupling", "spline_coupling", "maf", "naf")
+TRANSFORMS = (
+    "planar",
+    "radial",
+    "affine_coupling",
+    "spline_coupling",
+    "spline_autoregressive",
+    "maf",
+    "naf",
+)
+SPLINE_ORDERS = ("quadratic", "linear")
 ALIASES = {
     "spline": "spline_coupling",
     "nsf": "spline_coupling",
     "realnvp": "affine_coupling",
     "coupling": "affine_coupling",
     "affine_autoregressive": "maf",
+    "spline_ar": "spline_autoregressive",
+    "nsf_ar": "spline_autoregressive",
     "neural_autoregressive": "naf",
 }
 PERMUTATIONS = ("auto", "reverse", "random", "none")
@@ -188,14 +200,19 @@ def make_transform(
     hidden: Sequence[int] = (64, 64),
     count_bins: int = 8,
     bound: float = 3.0,
+    order: str = "quadratic",
 ) -> tuple[nn.Module, Transform]:
     """Return ``(module, generative_transform)`` for one flow block of kind ``name``.
 
     ``module`` holds the parameters; ``generative_transform`` maps base space towards data
     space (it is ``module`` itself, or ``module.inv`` where the module's cheap direction is
-    the data-to-base one). ``hidden`` are the conditioner network widths.
+    the data-to-base one). ``hidden`` are the conditioner network widths; ``order`` is the
+    splines' order: ``"quadratic"`` (rational-quadratic, Durkan et al. 2019, as in zuko's NSF)
+    or ``"linear"`` (rational-linear, Dolatabadi et al. 2020, Pyro's helpers' default).
     """
     name = canonical_transform(name)
+    if order not in SPLINE_ORDERS:
+        raise ValueError(f"spline order must be one of {SPLINE_ORDERS}, got {order!r}")
     hidden = [int(h) for h in hidden]
     if dim < 1:
         raise ValueError(f"dim must be positive, got {dim}")
@@ -210,9 +227,20 @@ def make_transform(
     if name == "affine_coupling":
         m = T.affine_coupling(dim, hidden_dims=hidden)
         return m, m
+    # Pyro's spline helpers always build the four parameter groups of rational-linear splines
+    # (and spline_autoregressive then fails for order="quadratic"), so the conditioners are
+    # built here with the groups the chosen order needs: widths, heights, inner derivatives
+    # (+ lambdas for linear).
+    groups = [count_bins, count_bins, count_bins - 1] + ([count_bins] if order == "linear" else [])
     if name == "spline_coupling":
-        m = T.spline_coupling(dim, hidden_dims=hidden, count_bins=count_bins, bound=bound)
+        split = dim // 2
+        net = DenseNN(split, hidden, param_dims=[(dim - split) * g for g in groups])
+        m = T.SplineCoupling(dim, split, net, count_bins, bound, order, identity=True)
         return m, m
+    if name == "spline_autoregressive":
+        arn = AutoRegressiveNN(dim, hidden, param_dims=groups)
+        m = T.SplineAutoregressive(dim, arn, count_bins=count_bins, bound=bound, order=order)
+        return m, m.inv
     if name == "maf":
         m = T.affine_autoregressive(dim, hidden_dims=hidden)
         return m, m.inv
@@ -269,8 +297,8 @@ class FlowDensity(nn.Module):
     ``transform`` (see :data:`TRANSFORMS`; ``spline`` means spline coupling) is stacked
     ``depth`` times with a permutation between blocks (``"auto"``: reverse for 2-D data,
     a fixed random permutation otherwise) and, with ``batch_norm=True``, Pyro's
-    ``BatchNorm`` after each block. ``hidden`` are the conditioner widths; ``count_bins`` and
-    ``bound`` configure spline coupling. An elementwise affine standardization (buffers
+    ``BatchNorm`` after each block. ``hidden`` are the conditioner widths; ``count_bins``,
+    ``bound`` and ``order`` configure the splines. An elementwise affine standardization (buffers
     ``loc``/``scale``, set by :meth:`init_from_data`) is applied last in the generative
     direction. ``num_levels`` switches on image mode (dequantization plus the logit change
     of variables with ``alpha``). ``zuko_flow`` replaces the Pyro stack by a zuko flow.
@@ -285,6 +313,7 @@ class FlowDensity(nn.Module):
         *,
         count_bins: int = 8,
         bound: float = 3.0,
+        order: str = "quadratic",
         permutation: str = "auto",
         batch_norm: bool = False,
         num_levels: int | None = None,
@@ -315,6 +344,7 @@ class FlowDensity(nn.Module):
             hidden=list(hidden),
             count_bins=count_bins,
             bound=bound,
+            order=order,
             permutation=permutation,
             batch_norm=batch_norm,
             num_levels=num_levels,
@@ -332,7 +362,7 @@ class FlowDensity(nn.Module):
             return
         g = torch.Generator().manual_seed(seed)
         for i in range(depth):
-            module, gen = make_transform(self.transform_name, dim, hidden, count_bins, bound)
+            module, gen = make_transform(self.transform_name, dim, hidden, count_bins, bound, order)
             self.layers.append(module)
             self._generative.append(gen)
             if i < depth - 1:
@@ -506,12 +536,18 @@ ZUKO_FLOWS = ("nsf", "maf", "naf", "realnvp", "nice", "ncsf", "sospf")
 
 
 def make_zuko_flow(
-    name: str, dim: int, depth: int = 8, hidden: Sequence[int] = (64, 64), count_bins: int = 8
+    name: str,
+    dim: int,
+    depth: int = 8,
+    hidden: Sequence[int] = (64, 64),
+    count_bins: int = 8,
+    passes: int | None = None,
 ) -> nn.Module:
     """Return an unconditional zuko flow ``name`` (see :data:`ZUKO_FLOWS`) with ``depth`` transforms.
 
     Requires the optional ``zuko`` package (``pip install pyro-gen[zuko]``). ``nsf`` is zuko's
-    neural spline flow (autoregressive, ``count_bins`` bins), ``maf`` its affine MAF.
+    neural spline flow (``count_bins`` bins), ``maf`` its affine MAF; both are fully
+    autoregressive unless ``passes=2``, which makes them coupling flows.
     """
     try:
         import zuko
@@ -523,6 +559,10 @@ def make_zuko_flow(
     if key not in ZUKO_FLOWS:
         raise ValueError(f"zuko flow must be one of {ZUKO_FLOWS}, got {name!r}")
     kw = dict(features=dim, transforms=depth, hidden_features=tuple(int(h) for h in hidden))
+    if passes is not None:
+        if key not in ("nsf", "maf"):
+            raise ValueError(f"passes applies to zuko's nsf and maf, not {name!r}")
+        kw["passes"] = int(passes)
     if key == "nsf":
         return zuko.flows.NSF(bins=count_bins, **kw)
     if key == "ncsf":

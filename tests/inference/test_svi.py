@@ -177,3 +177,70 @@ def test_fit_rejects_bad_arguments():
         fit(vae, data, steps=1, test_data=torch.full((2, 64), float("nan")), progress=False)
     with pytest.raises(ValueError, match="optimizer"):
         fit(vae, data, steps=1, optimizer="lbfgs2", progress=False)
+
+
+def _normal_pair(nan_from_call: int | None = None):
+    """Model/guide of mu ~ N(0, 1), x ~ N(mu, 1); the model's loss turns NaN from a given call."""
+    calls = {"n": 0}
+
+    def model(data):
+        calls["n"] += 1
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        if nan_from_call is not None and calls["n"] >= nan_from_call:
+            pyro.factor("poison", torch.tensor(float("nan")))
+        with data_plate(data):
+            pyro.sample("x", dist.Normal(mu.unsqueeze(-1), 1.0).to_event(1), obs=data)
+
+    def guide(data):
+        loc = pyro.param("loc", torch.tensor(0.0))
+        scale = pyro.param("scale", torch.tensor(1.0), constraint=constraints.positive)
+        pyro.sample("mu", dist.Normal(loc, scale))
+
+    return model, guide
+
+
+def test_deferred_loss_sync_gives_the_same_run():
+    x = torch.randn(64, 1) + 1.0
+    runs = []
+    for sync_every in (1, 7):
+        pyro.clear_param_store()
+        model, guide = _normal_pair()
+        res = fit(
+            model,
+            x,
+            guide=guide,
+            steps=40,
+            batch_size=16,
+            log_every=10,
+            sync_every=sync_every,
+            progress=False,
+            lr=0.05,
+        )
+        runs.append(([h["train_elbo"] for h in res.history], float(pyro.param("loc").detach())))
+    assert runs[0][1] == runs[1][1]
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_deferred_loss_sync_reports_the_window_and_keeps_the_last_clean_checkpoint(tmp_path):
+    x = torch.randn(64, 1)
+    model, guide = _normal_pair(nan_from_call=8)  # NaN from step 8; reads at 3, 5, 6 (ckpt), 9
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(TrainingDivergedError, match="between steps 7 and 9.*ckpt.pt"):
+        fit(
+            model,
+            x,
+            guide=guide,
+            steps=20,
+            batch_size=16,
+            checkpoint=ckpt,
+            checkpoint_every=3,
+            sync_every=5,
+            log_every=100,
+            progress=False,
+        )
+    state = load_checkpoint(ckpt)
+    assert state["loop"]["step"] == 6
+    assert all(torch.isfinite(v).all() for v in state["param_store"]["params"].values())
+    with pytest.raises(ValueError, match="sync_every"):
+        fit(model, x, guide=guide, steps=2, sync_every=0, progress=False)
