@@ -116,6 +116,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     family = get_family(args.family)
     _init_distributed(args.device)
+    if args.steps is not None:
+        args.epochs = None  # --steps wins over a family's default --epochs
     if args.epochs is None and args.steps is None:
         args.epochs = 10
     options = {k: v for k, v in vars(args).items() if k not in _COMMON}

@@ -19,6 +19,10 @@ import torch
 from ..registry import ModelFamily
 
 GMM_REFERENCE_COMPONENTS = 50
+# The family's own budget when neither --epochs nor --steps is given (``--epochs`` defaults
+# to this sentinel): passes over the training data, per kind of data set.
+EPOCHS_SENTINEL = 0.0
+DEFAULT_EPOCHS = {"vectors": 40.0, "images": 30.0}
 
 
 def _flow_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,9 +30,10 @@ def _flow_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--transform", default="spline", choices=list(TRANSFORMS) + sorted(ALIASES))
     p.add_argument("--depth", type=int, default=8, help="number of flow blocks")
-    p.add_argument("--hidden", default="64,64", help="conditioner widths, comma-separated")
+    p.add_argument("--hidden", default="128,128", help="conditioner widths, comma-separated")
     p.add_argument("--bins", type=int, default=8, help="spline bins (spline coupling, zuko nsf)")
-    p.add_argument("--bound", type=float, default=3.0, help="spline interval [-B, B] (standardized units)")
+    p.add_argument("--bound", type=float, default=5.0, help="spline interval [-B, B] (standardized units)")
+    p.add_argument("--order", default="quadratic", choices=["quadratic", "linear"], help="spline order")
     p.add_argument("--permutation", default="auto", choices=list(PERMUTATIONS))
     p.add_argument("--batch-norm", action="store_true", help="Pyro BatchNorm between blocks")
     p.add_argument("--backend", default="pyro", choices=["pyro", "zuko"])
@@ -43,6 +48,9 @@ def _flow_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dequant-samples", type=int, default=16, help="images: dequantization samples per test point"
     )
+    # the family's training defaults: batches of 256, Adam 5e-3 with cosine decay, and
+    # DEFAULT_EPOCHS unless --epochs/--steps is given
+    p.set_defaults(epochs=EPOCHS_SENTINEL, batch_size=256, lr=5e-3, lr_schedule="cosine")
 
 
 def flow_data(data, config: dict):
@@ -66,7 +74,7 @@ def _levels(data, options: dict) -> int | None:
 def _build_flow(data, options: dict):
     from ..models.flows import FlowDensity, make_zuko_flow
 
-    hidden = [int(h) for h in str(options.get("hidden", "64,64")).split(",") if h]
+    hidden = [int(h) for h in str(options.get("hidden", "128,128")).split(",") if h]
     depth = int(options.get("depth", 8))
     bins = int(options.get("bins", 8))
     zuko_flow = None
@@ -78,7 +86,8 @@ def _build_flow(data, options: dict):
         depth,
         hidden,
         count_bins=bins,
-        bound=float(options.get("bound", 3.0)),
+        bound=float(options.get("bound", 5.0)),
+        order=options.get("order", "quadratic"),
         permutation=options.get("permutation", "auto"),
         batch_norm=bool(options.get("batch_norm", False)),
         num_levels=_levels(data, options),
@@ -97,6 +106,9 @@ def _train_flow(model, data, config: dict, out: Path):
     model.init_from_data(data.train)
     n = data.train.shape[0]
     bs = min(int(config["batch_size"]), n)
+    epochs, steps = config["epochs"], config["steps"]
+    if steps is None and (epochs is None or epochs == EPOCHS_SENTINEL):
+        epochs = DEFAULT_EPOCHS["images" if data.is_image else "vectors"]
     ckpt = Path(out) / "checkpoint.pt"
     if config.get("resume") and not ckpt.is_file():
         raise ValueError(f"--resume: {ckpt} does not exist")
@@ -109,8 +121,8 @@ def _train_flow(model, data, config: dict, out: Path):
         lr_schedule=config["lr_schedule"],
         warmup_steps=config["warmup_steps"],
         batch_size=bs,
-        epochs=config["epochs"],
-        steps=config["steps"],
+        epochs=epochs,
+        steps=steps,
         test_data=data.test,
         transform=None if not data.binarized else data.batch_transform,
         seed=config["seed"],

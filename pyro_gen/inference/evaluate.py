@@ -125,17 +125,18 @@ def importance_log_likelihood(
     try:
         for start in range(0, n, batch_size):
             xb = data[start : start + batch_size].to(device)
-            acc = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64)
-            wsum = torch.zeros(xb.shape[0], dtype=torch.float64)
+            # accumulated on the device: one device-to-host copy per batch, not per chunk
+            acc = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64, device=device)
+            wsum = torch.zeros(xb.shape[0], dtype=torch.float64, device=device)
             done = 0
             while done < k:
                 m = min(chunk_size, k - done)
                 lw = log_weights(model_fn, guide_fn, xb, m, nesting).double()
-                acc = torch.logaddexp(acc, torch.logsumexp(lw, dim=0).cpu())
-                wsum += lw.sum(0).cpu()
+                acc = torch.logaddexp(acc, torch.logsumexp(lw, dim=0))
+                wsum += lw.sum(0)
                 done += m
-            ll[start : start + xb.shape[0]] = acc - math.log(k)
-            elbo[start : start + xb.shape[0]] = wsum / k
+            ll[start : start + xb.shape[0]] = (acc - math.log(k)).cpu()
+            elbo[start : start + xb.shape[0]] = (wsum / k).cpu()
             bar.update(xb.shape[0])
     finally:
         bar.close()

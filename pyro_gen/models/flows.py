@@ -17,7 +17,8 @@ name                Pyro transform                              direction used f
 planar              ``Planar`` (Rezende and Mohamed 2015)       data -> base (inverted)
 radial              ``Radial`` (Rezende and Mohamed 2015)       data -> base (inverted)
 affine_coupling     ``AffineCoupling`` (RealNVP, Dinh 2017)     either (both are one pass)
-spline_coupling     ``SplineCoupling`` (NSF, Durkan 2019)       either (both are one pass)
+spline_coupling     ``SplineCoupling`` (NSF, Durkan 2019)       data -> base (inverted)
+spline_autoregr.    ``SplineAutoregressive`` (NSF-AR)           data -> base (inverted)
 maf                 ``AffineAutoregressive`` (Papamakarios 17)  data -> base (MAF; inverted)
 naf                 ``NeuralAutoregressive`` (Huang 2018)       data -> base (inverted)
 ==================  ==========================================  ==============================
@@ -236,7 +237,7 @@ def make_transform(
         split = dim // 2
         net = DenseNN(split, hidden, param_dims=[(dim - split) * g for g in groups])
         m = T.SplineCoupling(dim, split, net, count_bins, bound, order, identity=True)
-        return m, m
+        return m, m.inv
     if name == "spline_autoregressive":
         arn = AutoRegressiveNN(dim, hidden, param_dims=groups)
         m = T.SplineAutoregressive(dim, arn, count_bins=count_bins, bound=bound, order=order)

@@ -253,3 +253,31 @@ def test_bad_arguments_raise_value_errors():
         img.check_data(torch.full((3, 4), 2.0))
     with pytest.raises(ValueError, match="num_samples"):
         flow.sample(0)
+
+
+def test_cli_fit_flow_on_moons_then_resume(tmp_path):
+    """`pyro-gen fit flow`: run folder with the density figure and the references; --resume
+    continues from the checkpoint to the same parameters as one uninterrupted run."""
+    import json
+
+    from pyro_gen.cli import main
+    from pyro_gen.inference import load_checkpoint
+
+    # a constant learning rate: the family's cosine schedule depends on the total step count
+    common = ["fit", "flow", "--data", "moons", "--depth", "2", "--hidden", "16", "--no-progress"]
+    common += ["--lr-schedule", "constant"]
+    out, ref = tmp_path / "run", tmp_path / "ref"
+    assert main([*common, "--steps", "20", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (out / "density.png").is_file() and metrics["steps"] == 20
+    assert metrics["reference_gaussian"] < metrics["reference_gmm50"]
+    assert metrics["test_log_likelihood"] > metrics["reference_gaussian"] - 1.0
+    assert main([*common, "--steps", "35", "--out", str(out), "--resume"]) == 0
+    assert main([*common, "--steps", "35", "--out", str(ref)]) == 0
+    a = load_checkpoint(out / "checkpoint.pt")
+    b = load_checkpoint(ref / "checkpoint.pt")
+    assert a["loop"]["step"] == b["loop"]["step"] == 35
+    for key, value in b["module_state"].items():
+        assert torch.equal(a["module_state"][key], value), key
+    with pytest.raises(SystemExit):  # --steps and --epochs together are refused by argparse
+        main([*common, "--steps", "5", "--epochs", "1", "--out", str(tmp_path / "x")])
