@@ -179,6 +179,8 @@ def test_family_digits_frechet_and_cli_defaults(tmp_path):
     plain = vars(build_parser().parse_args(["fit", "gan", "--data", "ring"]))
     assert _options(plain)["loss"] == DEFAULT_LOSS and _options(plain)["ema"] == DEFAULT_EMA
     assert _options({**plain, "ema": 0.0})["ema"] is None
+    assert _options(plain, "ring")["pack"] == _options(plain, "grid")["pack"] == 2  # PacGAN2 on mixtures
+    assert _options(plain, "digits")["pack"] == 1 and _options({**plain, "pack": 4}, "ring")["pack"] == 4
     metrics = run_fit(
         "gan",
         "digits",
