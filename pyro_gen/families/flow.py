@@ -22,7 +22,7 @@ GMM_REFERENCE_COMPONENTS = 50
 # The family's own budget when neither --epochs nor --steps is given (``--epochs`` defaults
 # to this sentinel): passes over the training data, per kind of data set.
 EPOCHS_SENTINEL = 0.0
-DEFAULT_EPOCHS = {"vectors": 40.0, "images": 30.0}
+DEFAULT_EPOCHS = {"vectors": 80.0, "images": 30.0}
 
 
 def _flow_arguments(p: argparse.ArgumentParser) -> None:

@@ -257,3 +257,58 @@ def test_bad_estimator_arguments_raise_clear_errors():
         IWAE_ELBO(3).loss(global_model, global_guide, X)
     # the single-sample score function handles global latents fine
     assert math.isfinite(ScoreFunction_ELBO().loss(global_model, global_guide, X))
+
+
+def _sync_free_pair():
+    """A small VAE-like pair with one reparameterized and one score-function (Bernoulli) latent."""
+    torch.manual_seed(0)
+    enc = torch.nn.Linear(3, 4)
+
+    def model(x):
+        pyro.module("enc", enc)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            b = pyro.sample("b", dist.Bernoulli(0.3))
+            pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True) + b.unsqueeze(-1), 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        h = enc(x)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(h[:, :2], torch.nn.functional.softplus(h[:, 2:4])).to_event(1))
+            pyro.sample("b", dist.Bernoulli(torch.sigmoid(h[:, 0])))
+
+    return model, guide, enc
+
+
+@pytest.mark.parametrize("num_particles", [1, 3])
+def test_sync_free_trace_elbo_matches_trace_elbo_and_never_reads_back(num_particles, monkeypatch):
+    from pyro_gen.inference.estimators import SyncFreeTrace_ELBO
+
+    model, guide, enc = _sync_free_pair()
+    x = torch.randn(5, 3)
+    results = []
+    for cls in (pyro.infer.Trace_ELBO, SyncFreeTrace_ELBO):
+        pyro.set_rng_seed(1)
+        elbo = cls(num_particles=num_particles, vectorize_particles=num_particles > 1)
+        loss = elbo.differentiable_loss(model, guide, x)
+        grads = torch.autograd.grad(loss, list(enc.parameters()))
+        results.append((loss.detach(), grads))
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-6)
+    for a, b in zip(results[0][1], results[1][1]):
+        assert torch.allclose(a, b, atol=1e-6)
+
+    def readback(*_):
+        raise AssertionError("host read-back")
+
+    # as in fit (validate=False): distribution argument checks are off, they read values back
+    with pyro.validation_enabled(False):
+        monkeypatch.setattr(torch.Tensor, "item", readback)
+        monkeypatch.setattr(torch.Tensor, "__bool__", readback)
+        elbo = SyncFreeTrace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1)
+        elbo.differentiable_loss(model, guide, x).backward()  # no .item(), no `if tensor`
+        monkeypatch.undo()
+        with pytest.raises(AssertionError, match="host read-back"):
+            monkeypatch.setattr(torch.Tensor, "item", readback)
+            monkeypatch.setattr(torch.Tensor, "__bool__", readback)
+            pyro.infer.Trace_ELBO().differentiable_loss(model, guide, x)
+        monkeypatch.undo()
