@@ -29,15 +29,26 @@ import torch
 
 from pyro_gen.data import load_data
 from pyro_gen.families.flow import reference_log_likelihoods
-from pyro_gen.inference import fit
+from pyro_gen.inference import TrainingDivergedError, fit
 from pyro_gen.models.flows import TRANSFORMS, FlowDensity, make_zuko_flow
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def _train(flow: FlowDensity, data, steps: int | None, epochs: float | None, args) -> float:
+def _train(flow: FlowDensity, data, steps: int | None, epochs: float | None, args) -> float | None:
+    """Train; return seconds per step, or None when the loss diverged (reported in the row)."""
     pyro.set_rng_seed(args.seed)
-    res = fit(
+    try:
+        res = _fit(flow, data, steps, epochs, args)
+    except TrainingDivergedError as e:
+        print(f"  diverged: {e}", flush=True)
+        flow.diverged_ = str(e)
+        return None
+    return res.seconds / res.steps
+
+
+def _fit(flow: FlowDensity, data, steps: int | None, epochs: float | None, args):
+    return fit(
         flow,
         data.train,
         steps=steps,
@@ -48,7 +59,6 @@ def _train(flow: FlowDensity, data, steps: int | None, epochs: float | None, arg
         seed=args.seed,
         progress=not args.no_progress,
     )
-    return res.seconds / res.steps
 
 
 # Each Pyro transform against the zuko flow built the same way (same depth, bins, bound,
@@ -66,6 +76,7 @@ ZUKO_TWIN: dict[str, tuple[str, int | None] | None] = {
 
 def _pyro_flow(name: str, dim: int, hidden: list[int], args, num_levels) -> FlowDensity:
     depth = args.depth * (4 if name in ("planar", "radial") else 1)  # O(D)-parameter blocks
+    torch.manual_seed(args.seed)  # the initialisation does not depend on the rows before
     return FlowDensity(
         dim,
         name,
@@ -80,6 +91,7 @@ def _pyro_flow(name: str, dim: int, hidden: list[int], args, num_levels) -> Flow
 
 
 def _zuko_flow(twin: tuple[str, int | None], dim: int, hidden: list[int], args, num_levels) -> FlowDensity:
+    torch.manual_seed(args.seed)
     zf = make_zuko_flow(twin[0], dim, args.depth, hidden, args.bins, passes=twin[1])
     return FlowDensity(dim, zuko_flow=zf, num_levels=num_levels, alpha=0.05)
 
@@ -122,7 +134,7 @@ def _vs_zuko(rows: list[dict]) -> None:
     by_name = {r["flow"]: r for r in rows}
     for r in rows:
         twin = by_name.get(r.get("zuko_twin") or "")
-        if twin is None:
+        if twin is None or "ms_per_step" not in twin or "ms_per_step" not in r:
             continue
         r["time_vs_zuko"] = r["ms_per_step"] / twin["ms_per_step"]
         r["ll_minus_zuko"] = r["test_log_likelihood"] - twin["test_log_likelihood"]
@@ -145,6 +157,9 @@ def part_density(args) -> dict:
         for name, flow, twin in _flows(2, args):
             flow.init_from_data(data.train)
             sec = _train(flow, data, args.steps, None, args)
+            if sec is None:
+                rows.append({"flow": name, "diverged": flow.diverged_, "zuko_twin": twin})
+                continue
             with torch.no_grad():
                 ll = float(flow.log_likelihood(data.test).mean())
             rows.append(
@@ -172,6 +187,9 @@ def part_digits(args) -> dict:
     for name, flow, twin in _flows(data.dim, args, num_levels=17, skip=("planar", "radial", "naf")):
         flow.init_from_data(data.train)
         sec = _train(flow, data, None, args.epochs, args)
+        if sec is None:
+            rows.append({"flow": name, "diverged": flow.diverged_, "zuko_twin": twin})
+            continue
         torch.manual_seed(args.seed)
         with torch.no_grad():
             ll = float(flow.log_likelihood(data.test, num_samples=16).mean())

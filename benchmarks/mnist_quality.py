@@ -51,11 +51,21 @@ def main() -> None:
     steps_per_epoch = data.train.shape[0] // args.batch_size
     t0 = time.perf_counter()
     res = fit(
-        vae, data.train, estimator=args.estimator, lr=args.lr, lr_schedule=args.schedule,
-        warmup_steps=int(args.warmup_epochs * steps_per_epoch), batch_size=args.batch_size,
-        epochs=args.epochs, test_data=data.test[:2000], eval_every=10 * steps_per_epoch,
-        transform=data.batch_transform, seed=args.seed, checkpoint=args.checkpoint,
-        checkpoint_every=steps_per_epoch, resume=args.checkpoint if args.resume else None,
+        vae,
+        data.train,
+        estimator=args.estimator,
+        lr=args.lr,
+        lr_schedule=args.schedule,
+        warmup_steps=int(args.warmup_epochs * steps_per_epoch),
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        test_data=data.test[:2000],
+        eval_every=10 * steps_per_epoch,
+        transform=data.batch_transform,
+        seed=args.seed,
+        checkpoint=args.checkpoint,
+        checkpoint_every=steps_per_epoch,
+        resume=args.checkpoint if args.resume else None,
     )
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -63,12 +73,21 @@ def main() -> None:
     eval_seconds = time.perf_counter() - t1
     result = {
         "architecture": "784-200-200-50 tanh, Bernoulli, dynamic binarization",
-        "epochs": res.epochs, "steps": res.steps, "batch_size": args.batch_size, "lr": args.lr,
-        "schedule": args.schedule, "warmup_epochs": args.warmup_epochs, "estimator": args.estimator,
-        "train_seconds": res.seconds, "train_wall_seconds": train_seconds,
-        "test_points": ev["num_points"], "k": args.k,
-        "test_log_likelihood": ev["log_likelihood"], "test_elbo": ev["elbo"],
-        "published_vae_k1": PUBLISHED, "eval_seconds": eval_seconds,
+        "epochs": res.epochs,
+        "steps": res.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "schedule": args.schedule,
+        "warmup_epochs": args.warmup_epochs,
+        "estimator": args.estimator,
+        "train_seconds": res.seconds,
+        "train_wall_seconds": train_seconds,
+        "test_points": ev["num_points"],
+        "k": args.k,
+        "test_log_likelihood": ev["log_likelihood"],
+        "test_elbo": ev["elbo"],
+        "published_vae_k1": PUBLISHED,
+        "eval_seconds": eval_seconds,
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "history": res.history,
     }
