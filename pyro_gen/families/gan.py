@@ -15,7 +15,7 @@ import torch
 from ..registry import ModelFamily
 
 # Generator steps when neither --steps nor --epochs is given (the family default budget).
-DEFAULT_STEPS = {"ring": 12000, "grid": 12000, "digits": 2000, "mnist": 3000}
+DEFAULT_STEPS = {"ring": 12000, "grid": 16000, "digits": 2000, "mnist": 3000}
 DEFAULT_STEPS_OTHER = 2000
 DEFAULT_LOSS = "lsgan"  # the best of the five on grid-25 in benchmarks/gan.py
 DEFAULT_BATCH_SIZE = 512
