@@ -5,9 +5,17 @@ Every run goes through the same path as ``pyro-gen fit gan --data ring|grid --lo
 modes captured, high-quality share (within 3 std of the nearest mode), KL to uniform.
 Printed beside the published numbers of PacGAN (Lin et al. 2018, Table 1, mean over 10 trials).
 
-Run:  .venv/bin/python benchmarks/gan.py                      # default selection, 3 seeds
-      .venv/bin/python benchmarks/gan.py --data ring --losses ns minimax --packs 1 2 --seeds 5
-Writes benchmarks/results/gan.json (one record per run plus the summary table).
+Run (the measured tables in docs/gan.md):
+  # the family default (lsgan, PacGAN2, 12,000 steps on ring and 16,000 on grid), 5 seeds
+  # (ring's default budget; the grid rows show why grid got 16,000)
+  .venv/bin/python benchmarks/gan.py --losses lsgan --packs 2 --pack-losses lsgan --seeds 5 \
+      --steps 12000 --out benchmarks/results/gan_default_12000.json
+  .venv/bin/python benchmarks/gan.py --losses lsgan --packs 2 --pack-losses lsgan --seeds 5 \
+      --data grid --out benchmarks/results/gan_default_grid.json
+  # every loss and packing at a common shorter budget, 2 seeds
+  .venv/bin/python benchmarks/gan.py --losses lsgan ns minimax hinge wgan-gp --packs 1 2 4 \
+      --pack-losses lsgan ns --seeds 2 --steps 4000 --out benchmarks/results/gan_sweep.json
+Writes one JSON per call (one record per run plus the summary table).
 """
 
 from __future__ import annotations
