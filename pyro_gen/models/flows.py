@@ -219,6 +219,11 @@ def make_transform(
         raise ValueError(f"dim must be positive, got {dim}")
     if name in ("affine_coupling", "spline_coupling") and dim < 2:
         raise ValueError(f"{name} needs at least 2 dimensions, got {dim}")
+    if name in ("maf", "naf", "spline_autoregressive") and min(hidden, default=dim) < dim:
+        raise ValueError(
+            f"{name} uses a MADE conditioner whose widths must be at least the data dimension "
+            f"({dim}); got hidden={hidden}"
+        )
     if name == "planar":
         m = InvertiblePlanar(dim)
         return m, m.inv

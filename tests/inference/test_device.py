@@ -29,3 +29,25 @@ def test_fit_and_evaluate_on_gpu_match_cpu_shapes():
     assert res.history[-1]["test_elbo"] < 0
     ev = evaluate(vae, data.test[:50], k=500)
     assert ev["per_point"].shape == (50,) and ev["log_likelihood"] >= ev["elbo"] - 0.5
+
+
+@cuda
+def test_gpu_fit_reads_losses_once_per_window_and_matches_every_step_reads():
+    """On CUDA the default reads the summed loss every 50 steps; the history equals reading each step."""
+    data = load_digits(binarize="static")
+    histories = []
+    for sync_every in (None, 1):
+        torch.manual_seed(0)
+        vae = VAE(64, 4, hidden=(32,))
+        res = fit(
+            vae,
+            data.train,
+            steps=120,
+            device="cuda",
+            progress=False,
+            log_every=40,
+            sync_every=sync_every,
+            batch_size=64,
+        )
+        histories.append([h["train_elbo"] for h in res.history])
+    assert histories[0] == pytest.approx(histories[1], rel=1e-5)

@@ -245,6 +245,10 @@ def test_bad_arguments_raise_value_errors():
         FlowDensity(1, "affine_coupling")
     with pytest.raises(ValueError, match="permutation"):
         FlowDensity(2, "maf", permutation="shuffle")
+    with pytest.raises(ValueError, match=r"at least the data dimension \(16\)"):
+        FlowDensity(16, "spline_autoregressive", hidden=(8,))
+    with pytest.raises(ValueError, match="spline order"):
+        FlowDensity(2, "spline", order="cubic")
     flow = FlowDensity(2, "maf", depth=1)
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
         fit(flow, torch.randn(10, 3), steps=1, progress=False)
