@@ -264,6 +264,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-zuko", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--tag", default="", help="suffix of the JSON file name (keeps other runs' files)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.part == "guides":
@@ -282,7 +283,7 @@ def main() -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = args.data.replace(",", "-") if args.part == "density" else args.part
-    path = RESULTS / f"flows_{suffix}.json"
+    path = RESULTS / f"flows_{suffix}{'_' + args.tag if args.tag else ''}.json"
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwrote {path}")
     return 0
