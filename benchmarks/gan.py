@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import tempfile
@@ -79,10 +80,55 @@ def run_one(data: str, loss: str, pack: int, seed: int, steps: int | None, extra
     }
 
 
+def _finite(values: list[float]) -> list[float]:
+    """Drop NaNs (the KL is NaN for a run without any high-quality sample)."""
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def _mean(values: list[float]) -> float | None:
+    vals = _finite(values)
+    return statistics.mean(vals) if vals else None
+
+
 def _fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
-    vals = [v * scale for v in values]
+    vals = [v * scale for v in _finite(values)]
+    if not vals:
+        return "nan"
     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{statistics.mean(vals):.{digits}f} +- {sd:.{digits}f}"
+    note = f" ({len(values) - len(vals)} nan)" if len(vals) < len(values) else ""
+    return f"{statistics.mean(vals):.{digits}f} +- {sd:.{digits}f}{note}"
+
+
+def _json_safe(rec: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()}
+
+
+def _write(args: argparse.Namespace, records: list[dict], summary: list[dict]) -> Path:
+    """Write the JSON (settings, summary, one record per run; NaN as null); return its path."""
+    from pyro_gen.families import gan as family
+
+    payload = {
+        "benchmark": "gan mode coverage (PacGAN ring-8 std 0.01, grid-25 std 0.05, 2,500 samples)",
+        "hardware": f"{platform.processor() or platform.machine()}, torch threads {args.threads}",
+        "settings": {
+            "batch_size": family.DEFAULT_BATCH_SIZE,
+            "lr": 1e-3,
+            "lr_decay": "linear to 0",
+            "adam_betas": "(0.5, 0.999); wgan-gp (0.5, 0.9) with 5 critic steps",
+            "networks": "MLP 3x128 generator (ReLU) and critic (LeakyReLU 0.2), latent 2, data standardized",
+            "steps": args.steps or f"family default {family.DEFAULT_STEPS}",
+            "ema": args.ema if args.ema is not None else family.DEFAULT_EMA,
+            "seeds": args.seeds,
+            "torch_threads": args.threads,
+        },
+        "summary": [_json_safe(r) for r in summary],
+        "published_pacgan_table1": [{"data": d, "method": n, **v} for (d, n), v in PUBLISHED.items()],
+        "runs": [_json_safe(r) for r in records],
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2))
+    return out
 
 
 def main() -> None:
@@ -113,6 +159,7 @@ def main() -> None:
             extra = {} if args.ema is None else {"ema": args.ema}
             rec = run_one(data, loss, pack, seed, args.steps, extra)
             records.append(rec)
+            _write(args, records, [])  # keep what is done if a later run fails
             print(
                 f"  {data:<4} {loss:<8} pack {pack} seed {seed}: {rec['modes_captured']}/{rec['num_modes']} "
                 f"modes, HQ {100 * rec['high_quality_share']:.1f}%, KL {rec['kl_to_uniform']:.3f}, "
@@ -137,7 +184,7 @@ def main() -> None:
             "modes_min": min(r["modes_captured"] for r in rs),
             "high_quality_pct_mean": 100 * statistics.mean(r["high_quality_share"] for r in rs),
             "high_quality_pct_min": 100 * min(r["high_quality_share"] for r in rs),
-            "kl_mean": statistics.mean(r["kl_to_uniform"] for r in rs),
+            "kl_mean": _mean([r["kl_to_uniform"] for r in rs]),
             "train_seconds_mean": statistics.mean(r["train_seconds"] for r in rs),
         }
         summary.append(row)
@@ -151,29 +198,7 @@ def main() -> None:
     for (data, name), v in PUBLISHED.items():
         print(f"  {data:<5}{name:<9} modes {v['modes']:<5} HQ {v['high_quality_pct']}%  KL {v['kl']}")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from pyro_gen.families import gan as family
-
-    payload = {
-        "benchmark": "gan mode coverage (PacGAN ring-8 std 0.01, grid-25 std 0.05, 2,500 samples)",
-        "hardware": f"{platform.processor() or platform.machine()}, torch threads {args.threads}",
-        "settings": {
-            "batch_size": family.DEFAULT_BATCH_SIZE,
-            "lr": 1e-3,
-            "lr_decay": "linear to 0",
-            "adam_betas": "(0.5, 0.999); wgan-gp (0.5, 0.9) with 5 critic steps",
-            "networks": "MLP 3x128 generator (ReLU) and critic (LeakyReLU 0.2), latent 2, data standardized",
-            "steps": args.steps or f"family default {family.DEFAULT_STEPS}",
-            "ema": args.ema if args.ema is not None else family.DEFAULT_EMA,
-            "seeds": args.seeds,
-            "torch_threads": args.threads,
-        },
-        "summary": summary,
-        "published_pacgan_table1": [{"data": d, "method": n, **v} for (d, n), v in PUBLISHED.items()],
-        "runs": records,
-    }
-    out.write_text(json.dumps(payload, indent=2))
+    out = _write(args, records, summary)
     print(f"wrote {out}")
 
 
