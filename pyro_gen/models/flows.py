@@ -241,7 +241,14 @@ def make_transform(
     if name == "spline_coupling":
         split = dim // 2
         net = DenseNN(split, hidden, param_dims=[(dim - split) * g for g in groups])
-        m = T.SplineCoupling(dim, split, net, count_bins, bound, order, identity=True)
+        m = T.SplineCoupling(dim, split, net, count_bins, bound, order)
+        with torch.no_grad():  # the conditioning half's elementwise spline starts as the identity
+            low = m.lower_spline
+            low.unnormalized_widths.zero_()
+            low.unnormalized_heights.zero_()
+            low.unnormalized_derivatives.fill_(math.log(math.e - 1.0))  # softplus^-1(1)
+            if order == "linear":
+                low.unnormalized_lambdas.fill_(0.5)
         return m, m.inv
     if name == "spline_autoregressive":
         arn = AutoRegressiveNN(dim, hidden, param_dims=groups)
