@@ -84,6 +84,7 @@ def _pyro_flow(name: str, dim: int, hidden: list[int], args, num_levels) -> Flow
         hidden,
         count_bins=args.bins,
         bound=args.bound,
+        spline_both_halves=args.spline_both_halves,
         num_levels=num_levels,
         alpha=0.05,
         seed=args.seed,
@@ -264,6 +265,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-zuko", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--spline-both-halves", action="store_true", help="spline coupling option")
     p.add_argument("--tag", default="", help="suffix of the JSON file name (keeps other runs' files)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -34,6 +34,11 @@ def _flow_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bins", type=int, default=8, help="spline bins (spline coupling, zuko nsf)")
     p.add_argument("--bound", type=float, default=5.0, help="spline interval [-B, B] (standardized units)")
     p.add_argument("--order", default="quadratic", choices=["quadratic", "linear"], help="spline order")
+    p.add_argument(
+        "--spline-both-halves",
+        action="store_true",
+        help="spline coupling: also transform the conditioning half (identity-initialised spline)",
+    )
     p.add_argument("--permutation", default="auto", choices=list(PERMUTATIONS))
     p.add_argument("--batch-norm", action="store_true", help="Pyro BatchNorm between blocks")
     p.add_argument("--backend", default="pyro", choices=["pyro", "zuko"])
@@ -94,6 +99,7 @@ def _build_flow(data, options: dict):
         count_bins=bins,
         bound=float(options.get("bound", 5.0)),
         order=options.get("order", "quadratic"),
+        spline_both_halves=bool(options.get("spline_both_halves", False)),
         permutation=options.get("permutation", "auto"),
         batch_norm=bool(options.get("batch_norm", False)),
         num_levels=_levels(data, options),

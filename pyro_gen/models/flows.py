@@ -202,12 +202,15 @@ def make_transform(
     count_bins: int = 8,
     bound: float = 3.0,
     order: str = "quadratic",
+    spline_both_halves: bool = False,
 ) -> tuple[nn.Module, Transform]:
     """Return ``(module, generative_transform)`` for one flow block of kind ``name``.
 
     ``module`` holds the parameters; ``generative_transform`` maps base space towards data
     space (it is ``module`` itself, or ``module.inv`` where the module's cheap direction is
-    the data-to-base one). ``hidden`` are the conditioner network widths; ``order`` is the
+    the data-to-base one). ``spline_both_halves`` makes a spline coupling also transform its
+    conditioning half (an elementwise spline initialised at the identity; by default that
+    half passes unchanged, as in RealNVP). ``hidden`` are the conditioner widths; ``order`` is the
     splines' order: ``"quadratic"`` (rational-quadratic, Durkan et al. 2019, as in zuko's NSF)
     or ``"linear"`` (rational-linear, Dolatabadi et al. 2020, Pyro's helpers' default).
     """
@@ -241,7 +244,7 @@ def make_transform(
     if name == "spline_coupling":
         split = dim // 2
         net = DenseNN(split, hidden, param_dims=[(dim - split) * g for g in groups])
-        m = T.SplineCoupling(dim, split, net, count_bins, bound, order)
+        m = T.SplineCoupling(dim, split, net, count_bins, bound, order, identity=not spline_both_halves)
         with torch.no_grad():  # the conditioning half's elementwise spline starts as the identity
             low = m.lower_spline
             low.unnormalized_widths.zero_()
@@ -327,6 +330,7 @@ class FlowDensity(nn.Module):
         count_bins: int = 8,
         bound: float = 3.0,
         order: str = "quadratic",
+        spline_both_halves: bool = False,
         permutation: str = "auto",
         batch_norm: bool = False,
         num_levels: int | None = None,
@@ -358,6 +362,7 @@ class FlowDensity(nn.Module):
             count_bins=count_bins,
             bound=bound,
             order=order,
+            spline_both_halves=spline_both_halves,
             permutation=permutation,
             batch_norm=batch_norm,
             num_levels=num_levels,
@@ -375,7 +380,9 @@ class FlowDensity(nn.Module):
             return
         g = torch.Generator().manual_seed(seed)
         for i in range(depth):
-            module, gen = make_transform(self.transform_name, dim, hidden, count_bins, bound, order)
+            module, gen = make_transform(
+                self.transform_name, dim, hidden, count_bins, bound, order, spline_both_halves
+            )
             self.layers.append(module)
             self._generative.append(gen)
             if i < depth - 1:

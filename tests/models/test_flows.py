@@ -285,3 +285,22 @@ def test_cli_fit_flow_on_moons_then_resume(tmp_path):
         assert torch.equal(a["module_state"][key], value), key
     with pytest.raises(SystemExit):  # --steps and --epochs together are refused by argparse
         main([*common, "--steps", "5", "--epochs", "1", "--out", str(tmp_path / "x")])
+
+
+def test_spline_coupling_both_halves_starts_at_identity_on_the_conditioning_half():
+    with _Float64():
+        torch.manual_seed(0)
+        module, _ = make_transform("spline_coupling", 4, hidden=(8,), spline_both_halves=True)
+        x = 1.5 * torch.randn(6, 4)
+        y = _fresh(module, x)
+        assert torch.allclose(y[:, :2], x[:, :2], atol=1e-2)  # identity up to Pyro's min slopes
+        assert not torch.allclose(y[:, 2:], x[:, 2:], atol=1e-2)
+        with torch.no_grad():
+            for p in module.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        y = _fresh(module, x)
+        assert not torch.allclose(y[:, :2], x[:, :2], atol=1e-2)  # the half is now transformed
+        expected = _jacobian_logdet(lambda v: _fresh(module, v), x)
+        assert torch.allclose(module.log_abs_det_jacobian(x, y).reshape(-1), expected, atol=1e-7)
+        module.clear_cache()
+        assert torch.allclose(module.inv(y.detach().clone()), x, atol=1e-7)
