@@ -82,7 +82,7 @@ def importance_log_likelihood(
     k: int = 5000,
     batch_size: int | None = None,
     chunk_size: int | None = None,
-    memory_budget: int = 2**28,
+    memory_budget: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Estimate log p(x) per data point by importance sampling with ``k`` guide samples.
@@ -92,7 +92,9 @@ def importance_log_likelihood(
     log weight, nats per data point: an unbiased ELBO estimate), ``k``, ``num_points`` and
     ``per_point`` (a ``(N,)`` tensor of the estimates). Samples are drawn ``chunk_size`` at a
     time for ``batch_size`` points so that about ``memory_budget`` bytes of decoder output
-    are alive at once.
+    are alive at once: by default 4 MiB on the CPU (cache-sized blocks: measured 2.3x faster
+    than 256 MiB blocks for the 784-200-200-50 VAE, k=2000, 2 threads) and 256 MiB on an
+    accelerator (large blocks keep it busy).
     """
     from tqdm.auto import tqdm
 
@@ -112,6 +114,8 @@ def importance_log_likelihood(
         if module is not None and any(True for _ in module.parameters())
         else data.device
     )
+    if memory_budget is None:
+        memory_budget = 2**22 if device.type == "cpu" else 2**28
     if batch_size is None:
         batch_size = max(1, min(n, memory_budget // (4 * d * min(k, 64))))
     if chunk_size is None:
