@@ -29,7 +29,7 @@ def main() -> None:
     p.add_argument("--transform", default="spline")
     p.add_argument("--depth", type=int, default=8)
     p.add_argument("--zuko", default=None, help="use a zuko flow instead (nsf, maf, ...)")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--out", default="runs/flow_2d")
     args = p.parse_args()
