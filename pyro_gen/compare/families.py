@@ -121,6 +121,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default=None, help="where families train: cpu | cuda | cuda:N | auto")
     p.add_argument(
         "--reuse", action="store_true", help="keep run folders already trained with these settings"
     )
@@ -151,8 +152,12 @@ def compare_families(
     seed: int = 0,
     progress: bool = True,
     reuse: bool = False,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Train each family on ``data_spec`` and write the one-table report to ``out``.
+
+    ``device`` (``cpu``, ``cuda``, ``auto``) is where each family trains (``run_fit``'s
+    ``device``); scoring (samples, Frechet distance, probes) runs on the CPU.
 
     With ``reuse=True`` a family whose run folder in ``out`` was trained with identical
     settings is not trained again (its metrics and timings are read back).
@@ -221,7 +226,7 @@ def compare_families(
             if metrics is None:
                 if progress:
                     print(f"[families] training {name} ({spec or 'family budget'})", file=sys.stderr)
-                metrics = run_fit(name, data_spec, out=run_dir, progress=progress, **fit_args)
+                metrics = run_fit(name, data_spec, out=run_dir, progress=progress, device=device, **fit_args)
             model, _ = load_run(run_dir)
         except Exception as e:  # one family failing must not lose the others' results
             skipped[name] = f"failed: {type(e).__name__}: {e}"
@@ -341,6 +346,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         reuse=args.reuse,
+        device=args.device,
     )
     out = Path(res["files"][0]).parent
     print((out / "families.md").read_text())

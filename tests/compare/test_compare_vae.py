@@ -19,7 +19,7 @@ def test_compare_vae_writes_one_report_with_variance_at_checkpoints(tmp_path, ca
     out = tmp_path / "cmp"
     rc = main(
         "compare vae --steps 12 --checkpoints 2 --variance-draws 4 --k 20 --latent-dim 2 --hidden 16 "
-        "--eval-every 6 --eval-particles 10 "
+        "--eval-every 6 --eval-particles 10 --device cpu "
         f"--estimators reparam,score --out {out} --no-progress".split()
     )
     assert rc == 0

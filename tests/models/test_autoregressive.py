@@ -190,6 +190,7 @@ def test_compare_families_smoke(tmp_path):
         k=5,
         num_samples=50,
         progress=False,
+        device="cpu",
     )
     rows = {r["family"]: r for r in res["rows"]}
     assert rows["made"]["likelihood_kind"] == "exact" and rows["made"]["frechet_distance"] > 0
