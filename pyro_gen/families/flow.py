@@ -39,6 +39,11 @@ def _flow_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="spline coupling: also transform the conditioning half (identity-initialised spline)",
     )
+    p.add_argument(
+        "--identity-init",
+        action="store_true",
+        help="maf / affine coupling: zero the conditioners' output layers (blocks start as the identity)",
+    )
     p.add_argument("--permutation", default="auto", choices=list(PERMUTATIONS))
     p.add_argument("--batch-norm", action="store_true", help="Pyro BatchNorm between blocks")
     p.add_argument("--backend", default="pyro", choices=["pyro", "zuko"])
@@ -100,6 +105,7 @@ def _build_flow(data, options: dict):
         bound=float(options.get("bound", 5.0)),
         order=options.get("order", "quadratic"),
         spline_both_halves=bool(options.get("spline_both_halves", False)),
+        identity_init=bool(options.get("identity_init", False)),
         permutation=options.get("permutation", "auto"),
         batch_norm=bool(options.get("batch_norm", False)),
         num_levels=_levels(data, options),

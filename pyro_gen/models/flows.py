@@ -266,6 +266,19 @@ def make_transform(
     return m, m.inv
 
 
+def _zero_last_layer(module: nn.Module) -> None:
+    """Zero the conditioner's output layer of an affine block (MAF, affine coupling) so the
+    block starts as the identity (shift 0, log-scale 0), as Glow does; other kinds are left."""
+    net = getattr(module, "arn", None) if isinstance(module, T.AffineAutoregressive) else None
+    if isinstance(module, T.AffineCoupling):
+        net = module.nn
+    if net is None:
+        raise ValueError("identity_init applies to the affine flows (maf, affine_coupling)")
+    with torch.no_grad():
+        net.layers[-1].weight.zero_()
+        net.layers[-1].bias.zero_()
+
+
 # --------------------------------------------------------------------------- images
 class Dequantized(TorchDistribution):
     """A distribution over grey-level pixels ``k / (L - 1)`` from a continuous density on [0, 1]^D.
@@ -331,6 +344,7 @@ class FlowDensity(nn.Module):
         bound: float = 5.0,
         order: str = "quadratic",
         spline_both_halves: bool = False,
+        identity_init: bool = False,
         permutation: str = "auto",
         batch_norm: bool = False,
         num_levels: int | None = None,
@@ -363,6 +377,7 @@ class FlowDensity(nn.Module):
             bound=bound,
             order=order,
             spline_both_halves=spline_both_halves,
+            identity_init=identity_init,
             permutation=permutation,
             batch_norm=batch_norm,
             num_levels=num_levels,
@@ -390,6 +405,8 @@ class FlowDensity(nn.Module):
                 if perm is not None:
                     p = T.Permute(perm)
                     self._generative.append(p)
+            if identity_init:
+                _zero_last_layer(module)
             if batch_norm and i < depth - 1:
                 bn = T.BatchNorm(dim)
                 self.layers.append(bn)

@@ -304,3 +304,16 @@ def test_spline_coupling_both_halves_starts_at_identity_on_the_conditioning_half
         assert torch.allclose(module.log_abs_det_jacobian(x, y).reshape(-1), expected, atol=1e-7)
         module.clear_cache()
         assert torch.allclose(module.inv(y.detach().clone()), x, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["maf", "affine_coupling"])
+def test_identity_init_starts_at_the_base_density(name):
+    torch.manual_seed(0)
+    x = torch.randn(50, 3) * torch.tensor([2.0, 0.5, 1.0]) + 1.0
+    flow = FlowDensity(3, name, depth=3, hidden=(16,), identity_init=True).init_from_data(x)
+    flow.eval()
+    z = (x - flow.loc) / flow.scale  # only the standardization is left
+    expected = dist.Normal(0.0, 1.0).log_prob(z).sum(-1) - flow.scale.log().sum()
+    assert torch.allclose(flow.log_prob(x), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="identity_init"):
+        FlowDensity(2, "spline", depth=1, identity_init=True)
