@@ -19,18 +19,8 @@ from pyro.poutine.util import site_is_subsample
 
 from ..data.checks import as_data_tensor
 from ..models.base import DATA_PLATE
+from .estimators import _plate_nesting as _max_plate_nesting
 from .svi import resolve_pair
-
-
-def _max_plate_nesting(trace) -> int:
-    dims = [
-        -f.dim
-        for site in trace.nodes.values()
-        if site["type"] == "sample" and not site_is_subsample(site)
-        for f in site["cond_indep_stack"]
-        if f.vectorized and f.dim is not None
-    ]
-    return max(dims, default=0)
 
 
 def _per_point_log_prob(trace, batch_size: int, particle_dim: int) -> torch.Tensor:
