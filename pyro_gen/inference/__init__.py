@@ -1,27 +1,28 @@
-"""Trainers and evaluation: the SVI loop, estimators, importance-sampled log-likelihood."""
+"""Training: the engine, its objectives (SVI, adversarial, plain loss), estimators, EM, NUTS, checkpoints."""
 
 from . import compiled  # noqa: F401  (registers the compiled 'jit' estimator)
 from .checkpoint import load_checkpoint, save_checkpoint
+from .engine import Objective, StepContext, StepInfo, TrainingDivergedError, train
 from .estimators import estimator_names, make_estimator, register_estimator
-from .evaluate import evaluate, importance_log_likelihood, log_weights
 from .gradients import GradientVarianceRecorder, gradient_moments
 from .result import FitResult
-from .svi import StepInfo, TrainingDivergedError, elbo_per_point, fit
+from .svi import SVIObjective, elbo_per_point, fit
 
 __all__ = [
     "FitResult",
     "GradientVarianceRecorder",
+    "Objective",
+    "SVIObjective",
+    "StepContext",
     "StepInfo",
     "TrainingDivergedError",
     "elbo_per_point",
     "estimator_names",
-    "evaluate",
     "fit",
     "gradient_moments",
-    "importance_log_likelihood",
     "load_checkpoint",
-    "log_weights",
     "make_estimator",
     "register_estimator",
     "save_checkpoint",
+    "train",
 ]

@@ -1,103 +1,43 @@
-"""The one training loop: any model/guide pair, any Pyro ELBO, minibatches, checkpoints, resume."""
+"""Stochastic variational inference as an objective of the engine, and ``fit``, its public entry point."""
 
 from __future__ import annotations
 
-import math
-import random
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
-import torch.distributed as dist
 from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data.distributed import DistributedSampler
-from tqdm.auto import tqdm
 
-from ..data.checks import as_data_tensor
+from ..config import TrainConfig
 from ..models.base import minibatch
-from .checkpoint import load_checkpoint, save_checkpoint
+from .engine import (
+    OPTIMIZERS,
+    Objective,
+    StepContext,
+    StepInfo,
+    TrainingDivergedError,
+    resolve_device,
+    total_steps_for,
+    train,
+)
 from .estimators import make_estimator
 from .result import FitResult
 
-OPTIMIZERS = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-    "rmsprop": torch.optim.RMSprop,
-    "adagrad": torch.optim.Adagrad,
-}
-SCHEDULES = ("constant", "cosine", "exponential")
-
-
-def total_steps_for(epochs: float | None, steps: int | None, steps_per_epoch: int) -> int:
-    """Return the number of optimizer steps for exactly one of ``epochs`` or ``steps``.
-
-    Raises ``ValueError`` when both or neither are given, or either is not positive.
-    """
-    if (epochs is None) == (steps is None):
-        raise ValueError("give exactly one of epochs= or steps=")
-    if epochs is not None:
-        if epochs <= 0:
-            raise ValueError(f"epochs must be positive, got {epochs}")
-        return max(1, int(round(epochs * steps_per_epoch)))
-    if steps <= 0:
-        raise ValueError(f"steps must be positive, got {steps}")
-    return int(steps)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device | None:
-    """Return the torch device for ``"cpu"``, ``"cuda[:i]"`` or ``"auto"`` (CUDA when available).
-
-    ``None`` means "leave tensors where they are". Raises ``ValueError`` for an unknown name
-    or for CUDA on a machine without it.
-    """
-    if device is None:
-        return None
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
-    return dev
-
-
-class _LossModule(torch.nn.Module):
-    """The negative ELBO as a module over the model's parameters, for DistributedDataParallel."""
-
-    def __init__(self, module: torch.nn.Module, elbo: ELBO, model_fn: Callable, guide_fn: Callable):
-        super().__init__()
-        self.inner = module
-        self._elbo, self._model, self._guide = elbo, model_fn, guide_fn
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self._elbo.differentiable_loss(self._model, self._guide, batch)
-
-
-class TrainingDivergedError(FloatingPointError):
-    """Raised when the loss becomes NaN or infinite; the last good checkpoint is left intact."""
-
-
-@dataclass
-class StepInfo:
-    """What a callback sees after each optimizer step."""
-
-    step: int
-    epoch: float
-    loss: float
-    model: Callable
-    guide: Callable
-    batch: torch.Tensor
-    optimizer: torch.optim.Optimizer
+__all__ = [
+    "OPTIMIZERS",
+    "SVIObjective",
+    "StepInfo",
+    "TrainingDivergedError",
+    "elbo_per_point",
+    "fit",
+    "resolve_device",
+    "resolve_pair",
+    "total_steps_for",
+]
 
 
 def resolve_pair(
@@ -123,41 +63,6 @@ def resolve_pair(
     return model_fn, guide, module
 
 
-def _registering(fn: Callable, module: torch.nn.Module | None, name: str) -> Callable:
-    """Wrap ``fn`` so it registers ``module`` with the param store (needed by ELBOs whose
-    ``loss_and_grads`` only differentiates registered params, and by JIT compilation)."""
-    if module is None:
-        return fn
-
-    def wrapped(*args, **kwargs):
-        pyro.module(name, module)
-        return fn(*args, **kwargs)
-
-    return wrapped
-
-
-def _make_optimizer(name: str, params: Sequence[torch.Tensor], lr: float, **kw) -> torch.optim.Optimizer:
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
-    return OPTIMIZERS[name](params, lr=lr, **kw)
-
-
-def _make_scheduler(opt, schedule: str, total_steps: int, warmup_steps: int, gamma: float):
-    if schedule not in SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {schedule!r}")
-    sched = torch.optim.lr_scheduler
-    if schedule == "cosine":
-        main = sched.CosineAnnealingLR(opt, T_max=max(1, total_steps - warmup_steps), eta_min=0.0)
-    elif schedule == "exponential":
-        main = sched.ExponentialLR(opt, gamma=gamma)
-    else:
-        main = sched.LambdaLR(opt, lambda _: 1.0)
-    if warmup_steps <= 0:
-        return main
-    warm = sched.LinearLR(opt, start_factor=1.0 / warmup_steps, end_factor=1.0, total_iters=warmup_steps)
-    return sched.SequentialLR(opt, [warm, main], milestones=[warmup_steps])
-
-
 @torch.no_grad()
 def elbo_per_point(
     model: Callable,
@@ -179,26 +84,180 @@ def elbo_per_point(
     return -total / data.shape[0]
 
 
-def _mean_over_ranks(value: float, dist_on: bool) -> float:
-    if not dist_on:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t) / dist.get_world_size()
+def _registering(fn: Callable, module: torch.nn.Module | None, name: str) -> Callable:
+    """Wrap ``fn`` so it registers ``module`` with the param store (needed by ELBOs whose
+    ``loss_and_grads`` only differentiates registered params, and by JIT compilation)."""
+    if module is None:
+        return fn
+
+    def wrapped(*args, **kwargs):
+        pyro.module(name, module)
+        return fn(*args, **kwargs)
+
+    return wrapped
 
 
-def _rng_state() -> dict:
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 (saving the legacy global state)
-        "python": random.getstate(),
-    }
+class _NegativeELBO(torch.nn.Module):
+    """The negative ELBO as a module over the model's parameters, for DistributedDataParallel."""
+
+    def __init__(self, module: torch.nn.Module, elbo: ELBO, model_fn: Callable, guide_fn: Callable):
+        super().__init__()
+        self.inner = module
+        self._elbo, self._model, self._guide = elbo, model_fn, guide_fn
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._elbo.differentiable_loss(self._model, self._guide, batch)
 
 
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
-    random.setstate(state["python"])
+class SVIObjective(Objective):
+    """Maximize an ELBO of a model/guide pair: one optimizer over every parameter the pair uses.
+
+    ``estimator`` is a registered name (``reparam``, ``jit``, ``iwae:5``, ...) or any
+    ``pyro.infer.ELBO``. Losses are the negative ELBO in nats summed over the data plate,
+    which :func:`~pyro_gen.models.data_plate` scales to the whole data set, so history rows
+    report ``train_elbo`` per data point; ``test_elbo`` is the held-out ELBO per data point
+    with ``eval_particles`` samples. Fast path: ``differentiable_loss`` and one torch
+    optimizer; ELBOs that only offer ``loss_and_grads`` (``TraceGraph_ELBO``) or compile
+    with JIT see the module registered in Pyro's param store.
+    """
+
+    kind = "svi"
+    postfix_keys = ("train_elbo",)
+
+    def __init__(
+        self,
+        model: Any,
+        guide: Callable | None = None,
+        *,
+        estimator: str | ELBO = "reparam",
+        num_particles: int = 1,
+        eval_particles: int = 1,
+        validate: bool = False,
+    ):
+        self.model = model
+        self.model_fn, self.guide_fn, self.module = resolve_pair(model, guide)
+        self.elbo = make_estimator(estimator, num_particles=num_particles)
+        self.estimator = estimator if isinstance(estimator, str) else type(self.elbo).__name__
+        self.validate = validate
+        self.use_diff = callable(getattr(self.elbo, "differentiable_loss", None)) and not isinstance(
+            self.elbo, TraceGraph_ELBO
+        )
+        if (not self.use_diff) or isinstance(self.elbo, JitTrace_ELBO):
+            store = pyro.get_param_store()
+            for stale in [k for k in store.keys() if k.startswith("model$$$")]:
+                del store[stale]
+            self.model_fn = _registering(self.model_fn, self.module, "model")
+            self.guide_fn = _registering(self.guide_fn, self.module, "model")
+        if isinstance(self.elbo, TraceEnum_ELBO):
+            self.eval_elbo: ELBO = type(self.elbo)(max_plate_nesting=self.elbo.max_plate_nesting)
+        else:
+            self.eval_elbo = Trace_ELBO(num_particles=eval_particles, vectorize_particles=eval_particles > 1)
+        self.ddp: DistributedDataParallel | None = None
+        self._batch: torch.Tensor | None = None
+        self._ctx: StepContext | None = None
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """Return the model (or guide) module, when there is one."""
+        return {"model": self.module} if self.module is not None else {}
+
+    def check_data(self, data: torch.Tensor, name: str) -> None:
+        """Defer to the model's own ``check_data`` when it has one."""
+        if hasattr(self.model, "check_data"):
+            self.model.check_data(data, name)
+
+    def setup(self, ctx: StepContext) -> None:
+        """Wrap the loss in DistributedDataParallel under a process group."""
+        self._ctx = ctx
+        if not ctx.distributed:
+            return
+        if self.module is None:
+            raise ValueError("distributed fit needs the model (or guide) to be an nn.Module")
+        from .compiled import CompiledTrace_ELBO
+
+        if isinstance(self.elbo, CompiledTrace_ELBO):
+            # tracing inside DDP's forward aborts the process (seen with torch 2.13 + gloo)
+            raise ValueError("the compiled 'jit' estimator does not run under DistributedDataParallel; use 'reparam'")
+        if not self.use_diff:
+            raise ValueError(f"distributed fit needs an estimator with differentiable_loss, not {self.estimator}")
+        # broadcasts rank 0's parameters and buffers at construction
+        self.ddp = DistributedDataParallel(_NegativeELBO(self.module, self.elbo, self.model_fn, self.guide_fn))
+
+    def _loss(self, batch: torch.Tensor) -> torch.Tensor | float:
+        if self.ddp is not None:
+            return self.ddp(batch)
+        if self.use_diff:
+            return self.elbo.differentiable_loss(self.model_fn, self.guide_fn, batch)
+        return self.elbo.loss_and_grads(self.model_fn, self.guide_fn, batch)
+
+    def step(self, ctx: StepContext) -> dict[str, Any]:
+        """Draw one batch and take one optimizer step on the negative ELBO."""
+        batch = ctx.next_batch()
+        self._batch = batch
+        with pyro.validation_enabled(self.validate), minibatch(ctx.num_data, ctx.indices):
+            if ctx.optimizer("main") is None:
+                # First step: find every parameter the pair uses (module parameters and
+                # pyro.param sites, including lazily created ones) for one torch optimizer.
+                with poutine.trace(param_only=True) as ptr:
+                    loss = self._loss(batch)
+                seen: dict[int, torch.Tensor] = {}
+                if self.module is not None:
+                    for p in self.module.parameters():
+                        if p.requires_grad:
+                            seen[id(p)] = p
+                for name in sorted(ptr.trace.nodes):
+                    u = ptr.trace.nodes[name]["value"].unconstrained()
+                    if u.requires_grad:
+                        seen.setdefault(id(u), u)
+                if not seen:
+                    raise ValueError("the model/guide pair has no trainable parameters")
+                value = ctx.update("main", loss, list(seen.values()))
+            else:
+                loss = self._loss(batch)
+                value = ctx.update("main", loss)
+        if isinstance(loss, torch.Tensor) and value != value:  # deferred read: keep it on the device
+            return {"loss": loss.detach()}
+        return {"loss": value}
+
+    def row(self, means: dict[str, float], ctx: StepContext) -> dict[str, Any]:
+        """Return ``train_elbo`` (nats per data point) and an empty ``test_elbo``."""
+        return {"train_elbo": -means.get("loss", float("nan")) / ctx.num_data, "test_elbo": None}
+
+    def evaluate(self, test_data: torch.Tensor, ctx: StepContext) -> dict[str, Any]:
+        """Return the held-out ``test_elbo`` in nats per data point."""
+        with pyro.validation_enabled(self.validate):
+            return {"test_elbo": elbo_per_point(self.model_fn, self.guide_fn, test_data, elbo=self.eval_elbo)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the param-store entries that are not the module's own parameters."""
+        store = pyro.get_param_store()
+        names = [k for k in store.keys() if not (self.module is not None and k.startswith("model$$$"))]
+        return {
+            "param_store": {
+                "params": {k: store._params[k].detach().clone() for k in names},
+                "constraints": {k: store._constraints[k] for k in names},
+            }
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the param-store entries."""
+        pyro.get_param_store().set_state(state["param_store"])
+
+    # what per-step callbacks see (StepInfo.model, .guide, .batch, .optimizer)
+    def info_model(self) -> Callable:
+        return self.model_fn
+
+    def info_guide(self) -> Callable:
+        return self.guide_fn
+
+    def info_batch(self) -> torch.Tensor | None:
+        return self._batch
+
+    def info_optimizer(self) -> torch.optim.Optimizer | None:
+        return self._ctx.optimizer("main") if self._ctx is not None else None
+
+    def result_fields(self) -> dict[str, Any]:
+        """Return the guide for the :class:`FitResult`."""
+        return {"guide": self.guide_fn}
 
 
 def fit(
@@ -233,6 +292,8 @@ def fit(
     distributed: bool | None = None,
     device: str | torch.device | None = None,
     sync_every: int | None = None,
+    threads: int | None = None,
+    config: TrainConfig | None = None,
 ) -> FitResult:
     """Train ``model`` (with ``guide``) on ``data`` by stochastic variational inference.
 
@@ -245,296 +306,65 @@ def fit(
     history row is recorded; every ``eval_every`` steps the held-out ELBO of ``test_data``.
     ``checkpoint`` is written every ``checkpoint_every`` steps and at the end; ``resume``
     continues a checkpointed run with identical numbers. Returns a :class:`FitResult`
-    whose ELBOs are in nats per data point and times in seconds.
+    whose ELBOs are in nats per data point and times in seconds (training steps only,
+    measured around them; evaluation and callbacks in ``eval_seconds``).
 
     Under ``torchrun`` (an initialised ``torch.distributed`` process group, or
     ``distributed=True``) the loss is wrapped in ``DistributedDataParallel``: each rank
     draws ``batch_size`` rows from its ``DistributedSampler`` shard (reseeded per epoch),
-    gradients are averaged by DDP, and only rank 0 writes checkpoints. The shuffling is the
-    sampler's in every case, so a checkpoint resumes under any world size (bit for bit under
-    the same one).
+    gradients are averaged by DDP, and only rank 0 writes checkpoints. A checkpoint resumes
+    under any world size (bit for bit under the same one).
 
     ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``) moves the module and the
-    data there once, before training.
-
-    ``sync_every``: steps between reading the loss back to the host. On the CPU (default 1)
-    every step is checked and a non-finite loss stops training before the optimizer applies
-    it. On an accelerator (default 50) the losses are summed on the device and read once per
-    ``sync_every`` steps, at every history row and before every checkpoint, so the GPU is
-    never stalled by the host; a non-finite loss is then reported for the window in which it
-    happened, and checkpoints are only written after a clean read. Callbacks see every
-    step's loss, so with ``callbacks`` it is 1.
+    data there once, before training. ``sync_every``: steps between reading the loss back
+    to the host (CPU default 1: a non-finite loss stops training before it is applied;
+    accelerators default 50). ``threads``: torch threads while training. ``config`` (a
+    :class:`~pyro_gen.config.TrainConfig`) replaces every training setting given here.
+    All of it runs in :func:`pyro_gen.inference.engine.train` with an :class:`SVIObjective`.
     """
-    data = as_data_tensor(data, "data")
-    model_fn, guide_fn, module = resolve_pair(model, guide)
-    if hasattr(model, "check_data"):
-        model.check_data(data if transform is None else transform(data[:256]), "data")
-    if test_data is not None:
-        test_data = as_data_tensor(test_data, "test_data")
-        if hasattr(model, "check_data"):
-            model.check_data(test_data, "test_data")
-    dev = resolve_device(device)
-    if dev is not None:
-        if module is not None:
-            module.to(dev)
-        data = data.to(dev)
-        test_data = None if test_data is None else test_data.to(dev)
-    n = data.shape[0]
-    if sync_every is None:
-        sync_every = 1 if data.device.type == "cpu" else 50
-    if int(sync_every) < 1:
-        raise ValueError(f"sync_every must be a positive number of steps, got {sync_every}")
-    sync_every = 1 if callbacks else int(sync_every)
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    dist_on = distributed if distributed is not None else (dist.is_available() and dist.is_initialized())
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist_on else (0, 1)
-    if dist_on and module is None:
-        raise ValueError("distributed fit needs the model (or guide) to be an nn.Module")
-    if n < world:
-        raise ValueError(f"data has {n} rows, fewer than the {world} processes")
-    sampler = DistributedSampler(
-        range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed or 0, drop_last=True
+    if config is None:
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+        config = TrainConfig(
+            epochs=epochs,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            lr_schedule=lr_schedule,
+            warmup_steps=warmup_steps,
+            lr_gamma=lr_gamma,
+            clip_norm=clip_norm,
+            seed=seed,
+            device=None if device is None else str(device),
+            threads=threads,
+            log_every=log_every,
+            eval_every=eval_every,
+            checkpoint_every=checkpoint_every,
+            sync_every=sync_every,
+            progress=progress,
+        )
+    objective = SVIObjective(
+        model,
+        guide,
+        estimator=estimator,
+        num_particles=num_particles,
+        eval_particles=eval_particles,
+        validate=validate,
     )
-    n_local = len(sampler)
-    batch_size = min(batch_size, n_local)
-    steps_per_epoch = max(1, n_local // batch_size)
-    total_steps = total_steps_for(epochs, steps, steps_per_epoch)
-    log_every = log_every or steps_per_epoch
-    eval_every = eval_every or log_every
-    if lr <= 0 or not math.isfinite(lr):
-        raise ValueError(f"lr must be a positive number, got {lr}")
-    if checkpoint_every is not None and checkpoint is None:
-        raise ValueError("checkpoint_every needs checkpoint= (a file path)")
-
-    elbo = make_estimator(estimator, num_particles=num_particles)
-    estimator_name = estimator if isinstance(estimator, str) else type(elbo).__name__
-    # Fast path: differentiable_loss + one torch optimizer over all parameters. ELBOs that
-    # only offer loss_and_grads (TraceGraph_ELBO) or compile with JIT need the module's
-    # parameters registered with Pyro's param store; wrap model and guide for them.
-    use_diff = callable(getattr(elbo, "differentiable_loss", None)) and not isinstance(elbo, TraceGraph_ELBO)
-    needs_registration = (not use_diff) or isinstance(elbo, JitTrace_ELBO)
-    if needs_registration:
-        store = pyro.get_param_store()
-        for stale in [k for k in store.keys() if k.startswith("model$$$")]:
-            del store[stale]
-        model_fn = _registering(model_fn, module, "model")
-        guide_fn = _registering(guide_fn, module, "model")
-    if isinstance(elbo, TraceEnum_ELBO):
-        eval_elbo: ELBO = type(elbo)(max_plate_nesting=elbo.max_plate_nesting)
-    else:
-        eval_elbo = Trace_ELBO(num_particles=eval_particles, vectorize_particles=eval_particles > 1)
-
-    def epoch_order(epoch: int) -> torch.Tensor:
-        sampler.set_epoch(epoch)
-        return torch.tensor(list(sampler), dtype=torch.long, device=data.device)
-
-    state = load_checkpoint(resume) if resume is not None else None
-    if seed is not None:
-        pyro.set_rng_seed(seed + 1_000_003 * rank)
-    if state is not None:
-        if module is not None and state["module_state"] is not None:
-            module.load_state_dict(state["module_state"])
-        pyro.get_param_store().set_state(state["param_store"])
-        _set_rng_state(state["rng"])
-        loop = state["loop"]
-        step, epoch = loop["step"], loop["epoch"]
-        if loop.get("world", 1) != world or dist_on:
-            # another world size (or several ranks sharing one saved RNG state): give each
-            # rank its own stream, derived from the seed and the step
-            pyro.set_rng_seed((seed or 0) + 7919 * step + 1_000_003 * rank)
-        perm, pos = epoch_order(epoch), loop["global_pos"] // world
-        history = list(state.get("history", []))
-        elapsed = float(state.get("seconds", 0.0))
-        if step >= total_steps:
-            raise ValueError(f"checkpoint {resume} is already at step {step} >= the {total_steps} requested")
-    else:
-        step, epoch, pos, history, elapsed = 0, 0, 0, [], 0.0
-        perm = epoch_order(epoch)
-    ddp = None
-    if dist_on:
-        from .compiled import CompiledTrace_ELBO
-
-        if isinstance(elbo, CompiledTrace_ELBO):
-            # tracing inside DDP's forward aborts the process (seen with torch 2.13 + gloo)
-            raise ValueError(
-                "the compiled 'jit' estimator does not run under DistributedDataParallel; use 'reparam'"
-            )
-        if not use_diff:
-            raise ValueError(
-                f"distributed fit needs an estimator with differentiable_loss, not {estimator_name}"
-            )
-        # broadcasts rank 0's parameters and buffers at construction
-        ddp = DistributedDataParallel(_LossModule(module, elbo, model_fn, guide_fn))
-
-    def compute_loss(batch: torch.Tensor) -> torch.Tensor | float:
-        # returns the loss still on the device: reading it (float()) is the host sync
-        if ddp is not None:
-            loss_t = ddp(batch)
-        elif use_diff:
-            loss_t = elbo.differentiable_loss(model_fn, guide_fn, batch)
-        else:
-            return elbo.loss_and_grads(model_fn, guide_fn, batch)
-        loss_t.backward()
-        return loss_t.detach()
-
-    opt: torch.optim.Optimizer | None = None
-    sched = None
-    params: list[torch.Tensor] = []
-    running, running_count = 0.0, 0
-    pending: torch.Tensor | float | None = None  # losses summed on the device since the last read
-    pending_from = 0  # first step in ``pending``
-
-    def diverged(value: float, first: int, last: int) -> TrainingDivergedError:
-        where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
-        at = f"at step {last}" if first == last else f"between steps {first} and {last}"
-        return TrainingDivergedError(f"loss became {value} {at} (lr={opt.param_groups[0]['lr']:.3g}){where}")
-
-    if state is not None:
-        running, running_count = state["loop"].get("running", 0.0), state["loop"].get("running_count", 0)
-    if module is not None:
-        module.train()
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="fit", unit="step", leave=False)
-    t_start = time.perf_counter() - elapsed
-    eval_seconds = 0.0
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    last_ckpt: Path | None = None
-
-    def make_state() -> dict:
-        store = pyro.get_param_store()
-        names = [k for k in store.keys() if not (module is not None and k.startswith("model$$$"))]
-        return {
-            "module_state": module.state_dict() if module is not None else None,
-            "optimizer_state": opt.state_dict() if opt is not None else None,
-            "scheduler_state": sched.state_dict() if sched is not None else None,
-            "param_store": {
-                "params": {k: store._params[k].detach().clone() for k in names},
-                "constraints": {k: store._constraints[k] for k in names},
-            },
-            "rng": _rng_state(),
-            "loop": {
-                "step": step,
-                "epoch": epoch,
-                "global_pos": pos * world,
-                "world": world,
-                "running": running,
-                "running_count": running_count,
-            },
-            "history": history,
-            "seconds": time.perf_counter() - t_start - eval_seconds,
-            "config": {"estimator": estimator_name, "total_steps": total_steps, "batch_size": batch_size},
-        }
-
-    try:
-        with pyro.validation_enabled(validate):
-            while step < total_steps:
-                if pos + batch_size > n_local:
-                    epoch += 1
-                    perm, pos = epoch_order(epoch), 0
-                idx = perm[pos : pos + batch_size]
-                pos += batch_size
-                batch = data[idx]
-                if transform is not None:
-                    batch = transform(batch)
-                with minibatch(n, idx):
-                    if opt is None:
-                        # First step: find every parameter the pair uses (module parameters and
-                        # pyro.param sites, including lazily created ones), then build one
-                        # torch optimizer over all of them.
-                        with poutine.trace(param_only=True) as ptr:
-                            loss = compute_loss(batch)
-                        seen: dict[int, torch.Tensor] = {}
-                        if module is not None:
-                            for p in module.parameters():
-                                if p.requires_grad:
-                                    seen[id(p)] = p
-                        for name in sorted(ptr.trace.nodes):
-                            site = ptr.trace.nodes[name]
-                            u = site["value"].unconstrained()
-                            if u.requires_grad:
-                                seen.setdefault(id(u), u)
-                        params = list(seen.values())
-                        if not params:
-                            raise ValueError("the model/guide pair has no trainable parameters")
-                        opt = _make_optimizer(optimizer, params, lr, **(optimizer_kwargs or {}))
-                        sched = _make_scheduler(opt, lr_schedule, total_steps, warmup_steps, lr_gamma)
-                        if state is not None:
-                            if state["optimizer_state"] is not None:
-                                opt.load_state_dict(state["optimizer_state"])
-                            if state.get("scheduler_state") is not None:
-                                sched.load_state_dict(state["scheduler_state"])
-                    else:
-                        loss = compute_loss(batch)
-                if sync_every == 1:
-                    loss = float(loss)
-                    if not math.isfinite(loss):
-                        raise diverged(loss, step + 1, step + 1)
-                    running += loss
-                else:
-                    if pending is None:
-                        pending, pending_from = loss, step + 1
-                    else:
-                        pending = pending + loss
-                if clip_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                sched.step()
-                step += 1
-                running_count += 1
-                bar.update(1)
-                ckpt_due = (
-                    ckpt_path is not None
-                    and rank == 0
-                    and ((checkpoint_every and step % checkpoint_every == 0) or step == total_steps)
-                )
-                if pending is not None and (
-                    step % sync_every == 0 or step % log_every == 0 or step == total_steps or ckpt_due
-                ):
-                    total = float(pending)  # the one host-device sync of the window
-                    if not math.isfinite(total):
-                        raise diverged(total, pending_from, step)
-                    running += total
-                    pending = None
-                if callbacks:
-                    info = StepInfo(step, step / steps_per_epoch, loss, model_fn, guide_fn, batch, opt)
-                    t_cb = time.perf_counter()
-                    for cb in callbacks:
-                        cb(info)
-                    eval_seconds += time.perf_counter() - t_cb  # callbacks are not training time
-                if step % log_every == 0 or step == total_steps:
-                    row = {
-                        "step": step,
-                        "epoch": round(step / steps_per_epoch, 4),
-                        "train_elbo": -_mean_over_ranks(running / running_count, dist_on) / n,
-                        "test_elbo": None,
-                        "seconds": time.perf_counter() - t_start - eval_seconds,
-                        "lr": opt.param_groups[0]["lr"],
-                    }
-                    running, running_count = 0.0, 0
-                    if test_data is not None and (step % eval_every == 0 or step == total_steps):
-                        t0 = time.perf_counter()
-                        if module is not None:
-                            module.eval()
-                        row["test_elbo"] = elbo_per_point(model_fn, guide_fn, test_data, elbo=eval_elbo)
-                        if module is not None:
-                            module.train()
-                        eval_seconds += time.perf_counter() - t0
-                    history.append(row)
-                    bar.set_postfix(elbo=f"{row['train_elbo']:.2f}", refresh=False)
-                if ckpt_due:
-                    last_ckpt = save_checkpoint(make_state(), ckpt_path)
-    finally:
-        bar.close()
-    if module is not None:
-        module.eval()
-    return FitResult(
-        model=model,
-        guide=guide_fn,
-        history=history,
-        steps=step,
-        epochs=step / steps_per_epoch,
-        seconds=time.perf_counter() - t_start - eval_seconds,
-        estimator=estimator_name,
-        checkpoint=last_ckpt,
+    if optimizer_kwargs:
+        kwargs = dict(optimizer_kwargs)
+        objective.make_optimizer = lambda name, params, cfg: OPTIMIZERS[cfg.optimizer](  # type: ignore[method-assign]
+            params, lr=cfg.lr, **kwargs
+        )
+    return train(
+        objective,
+        data,
+        config,
+        test_data=test_data,
+        transform=transform,
+        checkpoint=checkpoint,
+        resume=resume,
+        callbacks=callbacks,
+        distributed=distributed,
     )

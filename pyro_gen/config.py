@@ -1,0 +1,278 @@
+"""Settings as dataclasses: the single spelling of every training setting, and the CLI flags made from them.
+
+:class:`TrainConfig` holds what the engine needs (budget, batches, optimizer, schedule,
+device, checkpoints); :class:`RunConfig` what a run folder needs around it (data, output,
+evaluation). Each trainer and each model family adds its own small dataclass
+(:class:`SVIConfig`, :class:`AdversarialConfig`, a family's ``config``). Command-line flags
+are generated from the fields (:func:`add_arguments`), ``config.json`` is these objects
+serialized, and :func:`from_dict` reads them back with the same validation.
+
+This module imports neither torch nor Pyro, so the command line starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
+SCHEDULES = ("constant", "cosine", "exponential", "linear")
+
+
+def setting(default: Any, help: str, *, choices: tuple | list | None = None, flag: str | None = None) -> Any:
+    """Return a dataclass field with its command-line help (and choices, or a flag name of its own)."""
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = list(choices)
+    if flag is not None:
+        meta["flag"] = flag
+    if isinstance(default, list | dict | set):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """How the engine trains: one spelling of every gradient-training setting.
+
+    Give ``epochs`` (passes over the training data) or ``steps`` (optimizer updates), not
+    both; with neither, the model family's budget applies (10 epochs for a family without
+    one). ``lr`` is in the optimizer's units; ``warmup_steps`` ramps it linearly from
+    ``lr / warmup_steps``; ``clip_norm`` clips the global gradient L2 norm.
+    """
+
+    epochs: float | None = setting(None, "passes over the training data")
+    steps: int | None = setting(None, "optimizer steps (generator steps for a GAN)")
+    batch_size: int = setting(128, "minibatch rows per step (per process under torchrun)")
+    lr: float = setting(1e-3, "learning rate")
+    optimizer: str = setting("adam", "optimizer", choices=OPTIMIZERS)
+    lr_schedule: str = setting("constant", "learning-rate schedule after warm-up", choices=SCHEDULES)
+    warmup_steps: int = setting(0, "linear learning-rate warm-up steps")
+    lr_gamma: float = setting(0.999, "decay per step of the exponential schedule")
+    clip_norm: float | None = setting(None, "clip the gradient's global L2 norm to this value")
+    seed: int | None = setting(0, "seed of every random stream (data order, initialization, sampling)")
+    device: str | None = setting(None, "cpu | cuda | cuda:N | auto (default: where the model is)")
+    threads: int | None = setting(None, "torch threads while training (default: the family's choice)")
+    log_every: int | None = setting(None, "steps between history rows (default: one epoch)")
+    eval_every: int | None = setting(None, "steps between held-out evaluations (default: log_every)")
+    checkpoint_every: int | None = setting(None, "steps between checkpoints (default: one epoch in a run folder)")
+    sync_every: int | None = setting(None, "steps between reading the loss back from an accelerator")
+    progress: bool | None = setting(True, "show a progress bar (None: only on a terminal)", flag="--no-progress")
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("give at most one of epochs and steps")
+        positive = ("epochs", "steps", "batch_size", "lr", "log_every", "eval_every", "checkpoint_every")
+        for name in (*positive, "sync_every", "threads", "clip_norm"):
+            v = getattr(self, name)
+            if v is not None and not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be positive, got {v}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 < self.lr_gamma <= 1.0:
+            raise ValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
+
+
+@dataclass
+class SVIConfig:
+    """Settings of the SVI objective: which ELBO estimator, and how many particles."""
+
+    estimator: str | None = setting(None, "ELBO estimator (see `pyro-gen list`; default: the family's)")
+    num_particles: int = setting(1, "samples per data point in the training ELBO")
+    eval_particles: int = setting(1, "samples per data point in the held-out ELBO")
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        for name in ("num_particles", "eval_particles"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+
+
+GAN_LOSSES = ("minimax", "ns", "wgan-gp", "hinge", "lsgan")
+
+
+@dataclass
+class AdversarialConfig:
+    """Settings of the adversarial game (two players, critic steps, gradient penalty, moving average)."""
+
+    loss: str = setting("ns", "adversarial loss (ns = non-saturating)", choices=GAN_LOSSES)
+    d_steps: int | None = setting(None, "critic updates per generator update (default 5 for wgan-gp, else 1)")
+    gp_weight: float = setting(10.0, "WGAN-GP gradient-penalty weight")
+    lr_d: float | None = setting(None, "critic learning rate (default: --lr)")
+    beta1: float = setting(0.5, "Adam beta1 of both players")
+    beta2: float | None = setting(None, "Adam beta2 of both players (default 0.9 for wgan-gp, else 0.999)")
+    ema: float | None = setting(None, "decay of the sampled moving average of generator weights (0: off)")
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        if self.d_steps is not None and self.d_steps < 1:
+            raise ValueError(f"d_steps must be a positive integer, got {self.d_steps}")
+        if self.gp_weight < 0:
+            raise ValueError(f"gp_weight must be non-negative, got {self.gp_weight}")
+        if self.lr_d is not None and not self.lr_d > 0:
+            raise ValueError(f"lr_d must be positive, got {self.lr_d}")
+        if self.ema is not None and not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be a decay in [0, 1), got {self.ema}")
+        if self.ema == 0.0:
+            self.ema = None
+
+    @property
+    def critic_steps(self) -> int:
+        """Return the critic updates per generator update (5 for WGAN-GP unless set)."""
+        return self.d_steps or (5 if self.loss == "wgan-gp" else 1)
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        """Return Adam's ``(beta1, beta2)`` for both players."""
+        return (self.beta1, self.beta2 or (0.9 if self.loss == "wgan-gp" else 0.999))
+
+
+@dataclass
+class RunConfig:
+    """What a run folder adds around training: data, output, evaluation and resumption."""
+
+    data: str = setting("digits", "digits | mnist:PATH | moons | ring | grid")
+    out: str | None = setting(None, "run folder (default runs/<family>-<data>)")
+    binarize: str = setting("dynamic", "image pixels", choices=("dynamic", "static", "none"))
+    k: int = setting(5000, "importance samples for the test log-likelihood")
+    resume: bool = setting(False, "continue from the run folder's checkpoint")
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        if self.k < 1:
+            raise ValueError(f"k must be a positive integer, got {self.k}")
+
+
+# ----------------------------------------------------------------------------------------
+# dataclass <-> flags <-> dict
+# ----------------------------------------------------------------------------------------
+
+
+def _base_type(tp: Any) -> tuple[type, bool]:
+    """Return ``(type, optional)`` for a field annotation such as ``int | None``."""
+    if isinstance(tp, str):
+        tp = eval(tp, {"typing": typing})  # annotations are strings under `from __future__`
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return inner[0], len(inner) < len(args)
+    return tp, False
+
+
+def _hints(cls: type) -> dict[str, tuple[type, bool]]:
+    return {f.name: _base_type(f.type) for f in fields(cls)}
+
+
+def check_config(obj: Any) -> None:
+    """Raise ``ValueError`` naming the field when a setting has the wrong type or is not a choice."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        tp, optional = _base_type(f.type)
+        if value is None:
+            if optional:
+                continue
+            raise ValueError(f"{f.name} must be set")
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+            setattr(obj, f.name, value)
+        if tp in (int, float, str, bool) and (
+            not isinstance(value, tp) or (tp is not bool and isinstance(value, bool))
+        ):
+            raise ValueError(f"{f.name} must be a {tp.__name__}, got {value!r}")
+        choices = f.metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    """Return the command-line flag of a field (``batch_size`` -> ``--batch-size``)."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, cls: type, defaults: dict[str, Any] | None = None, *, dest_prefix: str = ""
+) -> list[str]:
+    """Add one flag per field of the dataclass ``cls`` to ``parser``; return the destinations.
+
+    ``defaults`` replaces the dataclass defaults (a family's own budget or learning rate).
+    Booleans become switches (``--resume``; a field defaulting to True gets its ``--no-...``
+    flag). Every flag's default is ``None`` so that :func:`explicit` can tell which ones a
+    user gave; :func:`build` fills in the defaults.
+    """
+    defaults = defaults or {}
+    dests = []
+    for f in fields(cls):
+        tp, _ = _hints(cls)[f.name]
+        dest = dest_prefix + f.name
+        default = defaults.get(f.name, f.default if f.default is not MISSING else None)
+        help_text = f.metadata.get("help", "")
+        if tp is bool:
+            on = not bool(f.default is True)
+            parser.add_argument(
+                flag_of(f), dest=dest, action="store_const", const=on, default=None, help=help_text
+            )
+        else:
+            shown = "" if default is None else f" (default: {default})"
+            parser.add_argument(
+                flag_of(f),
+                dest=dest,
+                type=tp,
+                default=None,
+                choices=f.metadata.get("choices"),
+                help=help_text + shown,
+            )
+        dests.append(dest)
+    return dests
+
+
+def explicit(namespace: argparse.Namespace, cls: type, *, dest_prefix: str = "") -> dict[str, Any]:
+    """Return the fields of ``cls`` that were given on the command line (not left at their default)."""
+    out = {}
+    for f in fields(cls):
+        v = getattr(namespace, dest_prefix + f.name, None)
+        if v is not None:
+            out[f.name] = v
+    return out
+
+
+def build(cls: type, *layers: dict[str, Any]) -> Any:
+    """Return ``cls(**merged)``: later dicts win; keys that are not fields raise ``ValueError``."""
+    names = {f.name for f in fields(cls)}
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        unknown = sorted(set(layer) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
+        merged.update(layer)
+    return cls(**merged)
+
+
+def from_dict(cls: type, values: dict[str, Any] | None) -> Any:
+    """Return ``cls`` built from a dict read back from ``config.json`` (unknown keys refused)."""
+    return build(cls, dict(values or {}))
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Return the dataclass ``obj`` as a JSON-ready dict."""
+    return dataclasses.asdict(obj)
+
+
+def parse_widths(spec: str | list | tuple, name: str = "hidden") -> list[int]:
+    """Return layer widths from ``"256,128"`` (or a list); ``ValueError`` naming ``name`` when invalid."""
+    if isinstance(spec, list | tuple):
+        parts = [str(s) for s in spec]
+    else:
+        parts = [s.strip() for s in str(spec).split(",") if s.strip()]
+    try:
+        widths = [int(s) for s in parts]
+    except ValueError:
+        raise ValueError(f"--{name.replace('_', '-')} must be comma-separated integers, got {spec!r}") from None
+    if any(w <= 0 for w in widths):
+        raise ValueError(f"--{name.replace('_', '-')} widths must be positive, got {spec!r}")
+    return widths

@@ -1,0 +1,738 @@
+"""The training loop, written once: every gradient-trained model runs through :func:`train`.
+
+What the loop owns: data order and sharding (a ``DistributedSampler`` reseeded every epoch,
+also in one process), the device and the torch threads, optimizers and learning-rate
+schedules (with linear warm-up), gradient clipping, epochs or steps, a tqdm bar, history
+rows, callbacks, held-out evaluation, atomic checkpoints with bit-identical resume, and
+divergence detection that keeps the last good checkpoint. Training time is measured
+directly around the steps (the device synchronized where one is used), never by
+subtracting evaluation or callback time from a total.
+
+What differs between trainers is an :class:`Objective` (SVI with any Pyro ELBO, the
+adversarial game, a plain loss): given the step context, draw batches, compute losses,
+and hand each one to :meth:`StepContext.update`; return the numbers to log.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyro
+import torch
+import torch.distributed as dist
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from ..config import OPTIMIZERS as OPTIMIZER_NAMES
+from ..config import SCHEDULES, TrainConfig
+from ..data.checks import as_data_tensor
+from .checkpoint import load_checkpoint, save_checkpoint
+from .result import FitResult
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
+}
+assert set(OPTIMIZERS) == set(OPTIMIZER_NAMES)
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Raised when a loss becomes NaN or infinite; the last good checkpoint is left intact."""
+
+
+def total_steps_for(epochs: float | None, steps: int | None, steps_per_epoch: int) -> int:
+    """Return the number of steps for exactly one of ``epochs`` or ``steps``.
+
+    Raises ``ValueError`` when both or neither are given, or either is not positive.
+    """
+    if (epochs is None) == (steps is None):
+        raise ValueError("give exactly one of epochs= or steps=")
+    if epochs is not None:
+        if epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {epochs}")
+        return max(1, int(round(epochs * steps_per_epoch)))
+    if steps <= 0:
+        raise ValueError(f"steps must be positive, got {steps}")
+    return int(steps)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device | None:
+    """Return the torch device for ``"cpu"``, ``"cuda[:i]"`` or ``"auto"`` (CUDA when available).
+
+    ``None`` means "leave tensors where they are". Raises ``ValueError`` for an unknown name
+    or for CUDA on a machine without it.
+    """
+    if device is None:
+        return None
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+def make_scheduler(
+    opt: torch.optim.Optimizer, schedule: str, total_steps: int, warmup_steps: int = 0, gamma: float = 0.999
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Return torch's scheduler for ``schedule`` (constant, cosine, exponential, linear) after a linear warm-up.
+
+    ``cosine`` anneals to 0 at ``total_steps``; ``linear`` decays linearly to 0 at
+    ``total_steps``; ``exponential`` multiplies the rate by ``gamma`` every step.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {schedule!r}")
+    sched = torch.optim.lr_scheduler
+    span = max(1, total_steps - warmup_steps)
+    if schedule == "cosine":
+        main = sched.CosineAnnealingLR(opt, T_max=span, eta_min=0.0)
+    elif schedule == "exponential":
+        main = sched.ExponentialLR(opt, gamma=gamma)
+    elif schedule == "linear":
+        main = sched.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / span))
+    else:
+        main = sched.LambdaLR(opt, lambda _: 1.0)
+    if warmup_steps <= 0:
+        return main
+    warm = sched.LinearLR(opt, start_factor=1.0 / warmup_steps, end_factor=1.0, total_iters=warmup_steps)
+    return sched.SequentialLR(opt, [warm, main], milestones=[warmup_steps])
+
+
+def rng_state() -> dict[str, Any]:
+    """Return every random stream's state (torch, CUDA, NumPy's legacy global, Python's)."""
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (saving the legacy global state)
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the streams saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class StepInfo:
+    """What a per-step callback sees after each step.
+
+    ``loss`` is the step's loss as a float (``nan`` on an accelerator between reads);
+    ``logs`` every number the objective logged for the step. ``model``, ``guide``, ``batch``
+    and ``optimizer`` are the SVI objective's (``None`` where an objective has none).
+    """
+
+    step: int
+    epoch: float
+    loss: float
+    model: Any = None
+    guide: Any = None
+    batch: torch.Tensor | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+class Objective:
+    """What the engine trains. Subclasses set ``kind`` and implement :meth:`step`.
+
+    * :meth:`modules`: the ``nn.Module`` s trained (moved to the device, saved, switched
+      between train and eval mode);
+    * :meth:`check_data`: refuse data the model cannot take (one clear ``ValueError``);
+    * :meth:`setup`: called once before the first step (after a resume has restored state);
+    * :meth:`step`: one training step through the :class:`StepContext`; returns the numbers
+      to log (floats or 0-d tensors), including ``"loss"``, the number that must stay finite;
+    * :meth:`row`: turn the means of the logged numbers since the last row into history keys;
+    * :meth:`evaluate`: held-out numbers for a history row;
+    * :meth:`state_dict` / :meth:`load_state_dict`: state beyond modules and optimizers;
+    * :meth:`make_optimizer`: the optimizer of one named parameter group;
+    * :meth:`finish`: after the last step (e.g. load averaged weights).
+    """
+
+    kind: str = "loss"
+    estimator: str = "loss"
+    model: Any = None
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """Return the trained modules by name."""
+        return {}
+
+    def check_data(self, data: torch.Tensor, name: str) -> None:
+        """Raise ``ValueError`` naming ``name`` when the model cannot take ``data``."""
+
+    def setup(self, ctx: StepContext) -> None:
+        """Prepare for training (called once, after any resume)."""
+
+    def step(self, ctx: StepContext) -> dict[str, Any]:
+        """Take one training step; return the numbers to log, including ``"loss"``."""
+        raise NotImplementedError
+
+    def row(self, means: dict[str, float], ctx: StepContext) -> dict[str, Any]:
+        """Return the history entries for the logged means since the previous row."""
+        return dict(means)
+
+    def evaluate(self, test_data: torch.Tensor, ctx: StepContext) -> dict[str, Any]:
+        """Return held-out numbers for a history row (nothing by default)."""
+        return {}
+
+    def make_optimizer(self, name: str, params: list[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
+        """Return the optimizer for the parameter group ``name`` (``config.optimizer`` at ``config.lr``)."""
+        return OPTIMIZERS[config.optimizer](params, lr=config.lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the objective's own state for a checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state returned by :meth:`state_dict`."""
+
+    def checkpoint_module_state(self) -> dict[str, Any] | None:
+        """Return the weights a loader rebuilds the model from (the main module's state)."""
+        mods = self.modules()
+        return next(iter(mods.values())).state_dict() if mods else None
+
+    def finish(self) -> None:
+        """Called after the last step."""
+
+    def result_fields(self) -> dict[str, Any]:
+        """Return extra :class:`FitResult` fields (``guide``, ``params``)."""
+        return {}
+
+
+class StepContext:
+    """The engine's side of a step: batches, optimizer updates, and where training stands.
+
+    ``num_data`` is the size of the whole training set, ``indices`` the rows of the last
+    batch drawn, ``step`` the steps completed before this one, ``distributed``/``rank``/
+    ``world`` the process group.
+    """
+
+    def __init__(self, engine: _Engine):
+        self._engine = engine
+
+    @property
+    def num_data(self) -> int:
+        """Return the number of training rows (all processes)."""
+        return self._engine.n
+
+    @property
+    def indices(self) -> torch.Tensor:
+        """Return the row indices of the last batch drawn."""
+        return self._engine.last_idx
+
+    @property
+    def step(self) -> int:
+        """Return the number of steps completed."""
+        return self._engine.step
+
+    @property
+    def batch_size(self) -> int:
+        """Return the rows per batch (per process)."""
+        return self._engine.batch_size
+
+    @property
+    def distributed(self) -> bool:
+        """Return whether training runs in a process group."""
+        return self._engine.dist_on
+
+    @property
+    def device(self) -> torch.device:
+        """Return the device the data live on."""
+        return self._engine.data.device
+
+    @property
+    def config(self) -> TrainConfig:
+        """Return the training settings."""
+        return self._engine.config
+
+    def next_batch(self) -> torch.Tensor:
+        """Return the next minibatch (transformed), advancing the data order; epochs roll over."""
+        return self._engine.next_batch()
+
+    def optimizer(self, name: str) -> torch.optim.Optimizer | None:
+        """Return the optimizer of group ``name``, or None before it was created."""
+        return self._engine.opts.get(name)
+
+    def backward(self, name: str, loss: torch.Tensor | float, params: Iterable[torch.Tensor] | None = None) -> float:
+        """Back-propagate ``loss`` for group ``name`` (a float: gradients already computed).
+
+        Creates the group's optimizer on first use from ``params``. On the CPU the loss is
+        read and checked before anything is applied; returns it as a float (``nan`` when
+        reading is deferred on an accelerator).
+        """
+        return self._engine.backward(name, loss, params)
+
+    def apply(self, name: str) -> None:
+        """Clip the group's gradients, take its optimizer step and clear the gradients."""
+        self._engine.apply(name)
+
+    def update(self, name: str, loss: torch.Tensor | float, params: Iterable[torch.Tensor] | None = None) -> float:
+        """Return :meth:`backward` after taking the step with :meth:`apply`."""
+        value = self.backward(name, loss, params)
+        self.apply(name)
+        return value
+
+
+class _Clock:
+    """Accumulates wall and CPU seconds of the timed sections only."""
+
+    def __init__(self, seconds: float = 0.0, cpu: float = 0.0):
+        self.seconds, self.cpu = seconds, cpu
+        self.durations: list[float] = []
+
+    def start(self) -> None:
+        self._t, self._c = time.perf_counter(), time.process_time()
+
+    def stop(self, record: bool = True) -> float:
+        dt = time.perf_counter() - self._t
+        self.seconds += dt
+        self.cpu += time.process_time() - self._c
+        if record:
+            self.durations.append(dt)
+        return dt
+
+
+def _percentiles(durations: Sequence[float]) -> dict[str, float]:
+    if not durations:
+        return {}
+    ms = np.asarray(durations) * 1000.0
+    return {
+        "median": float(np.median(ms)),
+        "p10": float(np.percentile(ms, 10)),
+        "p90": float(np.percentile(ms, 90)),
+        "n": len(ms),
+    }
+
+
+class _Engine:
+    def __init__(
+        self,
+        objective: Objective,
+        data: torch.Tensor,
+        config: TrainConfig,
+        *,
+        test_data: torch.Tensor | None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None,
+        checkpoint: str | Path | None,
+        resume: str | Path | None,
+        callbacks: Sequence[Callable[[StepInfo], None]],
+        row_callbacks: Sequence[Callable[[dict], None]],
+        distributed: bool | None,
+        default_steps: int | None,
+    ):
+        self.objective, self.config, self.transform = objective, config, transform
+        self.callbacks, self.row_callbacks = list(callbacks), list(row_callbacks)
+        data = as_data_tensor(data, "data")
+        objective.check_data(data if transform is None else transform(data[:256]), "data")
+        if test_data is not None:
+            test_data = as_data_tensor(test_data, "test_data")
+            objective.check_data(test_data, "test_data")
+        dev = resolve_device(config.device)
+        if dev is not None:
+            for m in objective.modules().values():
+                m.to(dev)
+            data = data.to(dev)
+            test_data = None if test_data is None else test_data.to(dev)
+        self.data, self.test_data, self.n = data, test_data, data.shape[0]
+        self.dist_on = distributed if distributed is not None else (dist.is_available() and dist.is_initialized())
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.dist_on else (0, 1)
+        if self.n < self.world:
+            raise ValueError(f"data has {self.n} rows, fewer than the {self.world} processes")
+        seed = config.seed or 0
+        self.sampler = DistributedSampler(
+            range(self.n), num_replicas=self.world, rank=self.rank, shuffle=True, seed=seed, drop_last=True
+        )
+        n_local = len(self.sampler)
+        self.n_local = n_local
+        self.batch_size = min(config.batch_size, n_local)
+        self.steps_per_epoch = max(1, n_local // self.batch_size)
+        steps = config.steps
+        if config.epochs is None and steps is None:
+            if default_steps is None:
+                raise ValueError("give exactly one of epochs= or steps=")
+            steps = default_steps
+        self.total_steps = total_steps_for(config.epochs, steps, self.steps_per_epoch)
+        self.log_every = config.log_every or self.steps_per_epoch
+        self.eval_every = config.eval_every or self.log_every
+        sync = config.sync_every or (1 if data.device.type == "cpu" else 50)
+        self.sync_every = 1 if self.callbacks else int(sync)
+        if config.checkpoint_every is not None and checkpoint is None:
+            raise ValueError("checkpoint_every needs checkpoint= (a file path)")
+        self.ckpt_path = Path(checkpoint) if checkpoint is not None else None
+        self.checkpoint_every = config.checkpoint_every
+        self.resume = resume
+        self.opts: dict[str, torch.optim.Optimizer] = {}
+        self.params: dict[str, list[torch.Tensor]] = {}
+        self.scheds: dict[str, Any] = {}
+        self.pending_states: dict[str, dict] = {}
+        self.ctx = StepContext(self)
+        self.last_ckpt: Path | None = None
+        self.step, self.batches, self.epoch, self.pos = 0, 0, 0, 0
+        self.history: list[dict] = []
+        self.sums: dict[str, Any] = {}
+        self.count = 0
+        self.clock = _Clock()
+        self.eval_seconds = 0.0
+        self.pending_loss: list[Any] = []  # losses not yet read back (accelerators)
+        self.pending_from = 0
+        self.last_idx = torch.empty(0, dtype=torch.long)
+
+    # -- data ---------------------------------------------------------------------------
+    def _order(self, epoch: int) -> torch.Tensor:
+        self.sampler.set_epoch(epoch)
+        return torch.tensor(list(self.sampler), dtype=torch.long, device=self.data.device)
+
+    def next_batch(self) -> torch.Tensor:
+        if self.pos + self.batch_size > self.n_local:
+            self.epoch += 1
+            self.perm, self.pos = self._order(self.epoch), 0
+        idx = self.perm[self.pos : self.pos + self.batch_size]
+        self.pos += self.batch_size
+        self.batches += 1
+        self.last_idx = idx
+        batch = self.data[idx]
+        return self.transform(batch) if self.transform is not None else batch
+
+    # -- optimizers ----------------------------------------------------------------------
+    def backward(self, name: str, loss: Any, params: Iterable[torch.Tensor] | None) -> float:
+        if name not in self.opts:
+            if params is None:
+                raise ValueError(f"the first update of {name!r} must name its parameters")
+            plist = [p for p in params if p.requires_grad]
+            if not plist:
+                raise ValueError("the model has no trainable parameters")
+            opt = self.objective.make_optimizer(name, plist, self.config)
+            c = self.config
+            sched = make_scheduler(opt, c.lr_schedule, self.total_steps, c.warmup_steps, c.lr_gamma)
+            if name in self.pending_states:
+                opt.load_state_dict(self.pending_states[name]["optimizer"])
+                sched.load_state_dict(self.pending_states[name]["scheduler"])
+            self.opts[name], self.scheds[name], self.params[name] = opt, sched, plist
+        if isinstance(loss, torch.Tensor):
+            if loss.requires_grad:
+                loss.backward()
+            loss = loss.detach()
+        if self.sync_every == 1:
+            value = float(loss)
+            if not math.isfinite(value):
+                raise self._diverged(value, self.step + 1, self.step + 1, name)
+            return value
+        if not self.pending_loss:
+            self.pending_from = self.step + 1
+        self.pending_loss.append(loss)
+        return math.nan
+
+    def apply(self, name: str) -> None:
+        if self.config.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params[name], self.config.clip_norm)
+        self.opts[name].step()
+        self.opts[name].zero_grad(set_to_none=True)
+
+    def _diverged(self, value: float, first: int, last: int, name: str = "") -> TrainingDivergedError:
+        where = f"; the last good checkpoint is {self.last_ckpt}" if self.last_ckpt else ""
+        at = f"at step {last}" if first == last else f"between steps {first} and {last}"
+        lr = ""
+        if self.opts:
+            opt = self.opts.get(name) or next(iter(self.opts.values()))
+            lr = f" (lr={opt.param_groups[0]['lr']:.3g})"
+        what = f"{name} loss" if name and name != "main" else "loss"
+        return TrainingDivergedError(f"{what} became {value} {at}{lr}{where}")
+
+    def _read_pending(self) -> None:
+        if not self.pending_loss:
+            return
+        total = float(torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in self.pending_loss]).sum())
+        first = self.pending_from
+        self.pending_loss = []
+        if not math.isfinite(total):
+            raise self._diverged(total, first, self.step)
+
+    # -- state ---------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        mods = self.objective.modules()
+        return {
+            "kind": self.objective.kind,
+            "estimator": self.objective.estimator,
+            "module_state": self.objective.checkpoint_module_state(),
+            "modules": {k: m.state_dict() for k, m in mods.items()},
+            "optimizer_state": {
+                k: {"optimizer": o.state_dict(), "scheduler": self.scheds[k].state_dict()}
+                for k, o in self.opts.items()
+            },
+            "param_store": self.objective.state_dict().get("param_store", {"params": {}, "constraints": {}}),
+            "objective": self.objective.state_dict(),
+            "rng": rng_state(),
+            "loop": {
+                "step": self.step,
+                "batches": self.batches,
+                "epoch": self.epoch,
+                "global_pos": self.pos * self.world,
+                "world": self.world,
+                "sums": {k: float(v) for k, v in self.sums.items()},
+                "count": self.count,
+            },
+            "history": self.history,
+            "seconds": self.clock.seconds,
+            "cpu_seconds": self.clock.cpu,
+            "eval_seconds": self.eval_seconds,
+            "config": {"total_steps": self.total_steps, "batch_size": self.batch_size},
+        }
+
+    def restore(self, path: str | Path) -> None:
+        state = load_checkpoint(path)
+        kind = state.get("kind")
+        if kind != self.objective.kind:
+            raise ValueError(
+                f"cannot resume from {path}: it was written by a {kind or 'older pyro-gen'} run, "
+                f"not a {self.objective.kind} run"
+            )
+        mods = self.objective.modules()
+        saved = state["modules"]
+        if set(saved) != set(mods):
+            raise ValueError(f"cannot resume from {path}: it holds modules {sorted(saved)}, not {sorted(mods)}")
+        for k, m in mods.items():
+            try:
+                m.load_state_dict(saved[k])
+            except RuntimeError as e:
+                first = str(e).splitlines()[0]
+                raise ValueError(f"cannot resume from {path}: its {k} does not match this model ({first})") from e
+        self.objective.load_state_dict(state["objective"])
+        self.pending_states = dict(state["optimizer_state"])
+        set_rng_state(state["rng"])
+        loop = state["loop"]
+        self.step, self.batches, self.epoch = loop["step"], loop["batches"], loop["epoch"]
+        self.pos = loop["global_pos"] // self.world
+        self.sums, self.count = dict(loop["sums"]), loop["count"]
+        if loop.get("world", 1) != self.world or self.dist_on:
+            # another world size (or several ranks sharing one saved RNG state): give each
+            # rank its own stream, derived from the seed and the step
+            pyro.set_rng_seed((self.config.seed or 0) + 7919 * self.step + 1_000_003 * self.rank)
+        self.history = list(state["history"])
+        self.clock = _Clock(float(state["seconds"]), float(state["cpu_seconds"]))
+        self.eval_seconds = float(state["eval_seconds"])
+        if self.step >= self.total_steps:
+            raise ValueError(
+                f"checkpoint {path} is already at step {self.step} >= the {self.total_steps} requested"
+            )
+
+    def _save(self) -> None:
+        self.last_ckpt = save_checkpoint(self.state(), self.ckpt_path)
+
+    # -- the loop ------------------------------------------------------------------------
+    def _sync_device(self) -> None:
+        if self.data.device.type == "cuda":
+            torch.cuda.synchronize(self.data.device)
+
+    def _row(self) -> dict:
+        means = {k: float(v) / max(1, self.count) for k, v in self.sums.items()}
+        if self.dist_on and means:
+            t = torch.tensor(list(means.values()), dtype=torch.float64)
+            dist.all_reduce(t)
+            means = dict(zip(means, (t / self.world).tolist()))
+        row: dict[str, Any] = {"step": self.step, "epoch": round(self.batches / self.steps_per_epoch, 4)}
+        row.update(self.objective.row(means, self.ctx))
+        if self.opts:
+            row.setdefault("lr", next(iter(self.opts.values())).param_groups[0]["lr"])
+        self.sums, self.count = {}, 0
+        return row
+
+    def _timed_out_of_training(self, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.eval_seconds += time.perf_counter() - t0
+
+    def _evaluate(self) -> dict:
+        mods = self.objective.modules().values()
+        for m in mods:
+            m.eval()
+        try:
+            # evaluation draws from its own stream, so it never shifts training's
+            with torch.random.fork_rng(devices=[self.data.device] if self.data.device.type == "cuda" else []):
+                torch.manual_seed((self.config.seed or 0) + 7_777 + self.step)
+                return self.objective.evaluate(self.test_data, self.ctx)
+        finally:
+            for m in mods:
+                m.train()
+
+    def run(self, progress: bool | None) -> FitResult:
+        obj, cfg = self.objective, self.config
+        if cfg.seed is not None:
+            pyro.set_rng_seed(cfg.seed + 1_000_003 * self.rank)
+        if self.resume is not None:
+            self.restore(self.resume)
+        self.perm = self._order(self.epoch)
+        for m in obj.modules().values():
+            m.train()
+        obj.setup(self.ctx)
+        saved_threads = torch.get_num_threads()
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=None if progress is None else not progress,
+            desc=obj.kind,
+            unit="step",
+            leave=False,
+        )
+        try:
+            while self.step < self.total_steps:
+                self.clock.start()
+                logs = obj.step(self.ctx)
+                for sched in self.scheds.values():
+                    sched.step()
+                self.step += 1
+                self.count += 1
+                last = self.step == self.total_steps
+                row_due = self.step % self.log_every == 0 or last
+                ckpt_due = (
+                    self.ckpt_path is not None
+                    and self.rank == 0
+                    and ((self.checkpoint_every and self.step % self.checkpoint_every == 0) or last)
+                )
+                sync_due = self.step % self.sync_every == 0 or row_due or ckpt_due
+                if sync_due:
+                    self._sync_device()
+                self.clock.stop()
+                if sync_due:
+                    self._read_pending()
+                for k, v in logs.items():
+                    v = v.detach() if isinstance(v, torch.Tensor) else v
+                    self.sums[k] = self.sums[k] + v if k in self.sums else v
+                bar.update(1)
+                if self.callbacks:
+                    loss = logs.get("loss", math.nan)
+                    info = self._step_info(float(loss), logs)
+                    self._timed_out_of_training(lambda: [cb(info) for cb in self.callbacks])
+                if row_due:
+                    self._sums_before_row, self._count_before_row = dict(self.sums), self.count
+                    row = self._row()
+                    if self.test_data is not None and (self.step % self.eval_every == 0 or last):
+                        row.update(self._timed_out_of_training(self._evaluate))
+                    row["seconds"] = self.clock.seconds
+                    row["cpu_seconds"] = self.clock.cpu
+                    row["eval_seconds"] = self.eval_seconds
+                    partial = self.step % self.log_every != 0
+                    if ckpt_due and partial:
+                        # a row that only a shorter budget logs: the checkpoint keeps the state
+                        # before it, so a resumed run logs exactly what an uninterrupted one does
+                        self._save_before_row(row)
+                        ckpt_due = False
+                    self.history.append(row)
+                    postfix = {k: f"{v:.3g}" for k, v in row.items() if k in obj_postfix_keys(obj)}
+                    bar.set_postfix(postfix, refresh=False)
+                    self._timed_out_of_training(lambda r=row: [cb(r) for cb in self.row_callbacks])
+                if ckpt_due:
+                    self._timed_out_of_training(self._save)
+        finally:
+            bar.close()
+            torch.set_num_threads(saved_threads)
+        obj.finish()
+        for m in obj.modules().values():
+            m.eval()
+        dev = self.data.device
+        return FitResult(
+            model=obj.model,
+            history=self.history,
+            steps=self.step,
+            epochs=self.batches / self.steps_per_epoch,
+            seconds=self.clock.seconds,
+            estimator=obj.estimator,
+            kind=obj.kind,
+            checkpoint=self.last_ckpt,
+            cpu_seconds=self.clock.cpu,
+            eval_seconds=self.eval_seconds,
+            threads=cfg.threads or saved_threads,
+            device=str(dev),
+            step_ms=_percentiles(self.clock.durations),
+            **obj.result_fields(),
+        )
+
+    def _save_before_row(self, row: dict) -> None:
+        # the running sums were reset by _row(); the checkpoint must hold them as they were
+        saved_sums, saved_count = self.sums, self.count
+        history = self.history
+        self.sums, self.count = self._sums_before_row, self._count_before_row
+        try:
+            self._timed_out_of_training(self._save)
+        finally:
+            self.sums, self.count, self.history = saved_sums, saved_count, history
+
+    def _step_info(self, loss: float, logs: dict) -> StepInfo:
+        info = StepInfo(self.step, self.step / self.steps_per_epoch, loss, logs=logs)
+        for key in ("model", "guide", "batch", "optimizer"):
+            value = getattr(self.objective, "info_" + key, None)
+            setattr(info, key, value() if callable(value) else value)
+        return info
+
+
+def obj_postfix_keys(objective: Objective) -> tuple[str, ...]:
+    """Return the history keys shown on the progress bar for ``objective``."""
+    return getattr(objective, "postfix_keys", ("loss",))
+
+
+def train(
+    objective: Objective,
+    data: torch.Tensor,
+    config: TrainConfig | None = None,
+    *,
+    test_data: torch.Tensor | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    checkpoint: str | Path | None = None,
+    resume: str | Path | None = None,
+    callbacks: Sequence[Callable[[StepInfo], None]] = (),
+    row_callbacks: Sequence[Callable[[dict], None]] = (),
+    distributed: bool | None = None,
+    default_steps: int | None = None,
+) -> FitResult:
+    """Train ``objective`` on ``data`` (rows) with the settings ``config``; return a :class:`FitResult`.
+
+    Each step the objective draws minibatches of ``config.batch_size`` rows (shuffled per
+    epoch by a ``DistributedSampler``, last partial batch dropped) through ``transform``.
+    Every ``log_every`` steps (default one epoch) a history row records the means of the
+    objective's logged numbers, cumulative training ``seconds``/``cpu_seconds`` (the steps
+    only, measured around them) and ``eval_seconds``; every ``eval_every`` steps the
+    objective's held-out numbers on ``test_data``, drawn from a random stream of their own.
+    ``checkpoint`` (a file) is written atomically every ``checkpoint_every`` steps (default:
+    none between) and at the end; ``resume`` (a checkpoint file) continues a run so that it
+    ends bit for bit where an uninterrupted run with the same settings ends. A NaN or
+    infinite loss raises :class:`TrainingDivergedError` naming the step (and the last good
+    checkpoint, which is left intact). ``default_steps`` is used when ``config`` gives
+    neither epochs nor steps.
+    """
+    config = config if config is not None else TrainConfig()
+    engine = _Engine(
+        objective,
+        data,
+        config,
+        test_data=test_data,
+        transform=transform,
+        checkpoint=checkpoint,
+        resume=resume,
+        callbacks=callbacks,
+        row_callbacks=row_callbacks,
+        distributed=distributed,
+        default_steps=default_steps,
+    )
+    return engine.run(config.progress)
