@@ -26,25 +26,21 @@ discriminator becomes confident, while the non-saturating one does not.
 
 from __future__ import annotations
 
-import math
-import random
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pyro
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..config import GAN_LOSSES, AdversarialConfig, TrainConfig
 from ..data.checks import as_data_tensor
 from ..models.gan import GAN, pack_samples
-from .checkpoint import load_checkpoint, save_checkpoint
+from .engine import Objective, StepContext, train
 from .result import FitResult
-from .svi import resolve_device
 
-LOSSES = ("minimax", "ns", "wgan-gp", "hinge", "lsgan")
+LOSSES = GAN_LOSSES
 _ALIASES = {
     "non-saturating": "ns",
     "nonsaturating": "ns",
@@ -108,7 +104,8 @@ def gradient_penalty(critic: Callable, real: torch.Tensor, fake: torch.Tensor) -
     return (grad.reshape(grad.shape[0], -1).norm(dim=1) - 1.0).pow(2).mean()
 
 
-def _grad_norm(params: Sequence[torch.Tensor]) -> float:
+def grad_norm(params: Sequence[torch.Tensor]) -> float:
+    """Return the L2 norm of the gradients of ``params`` (0 when none has one)."""
     sq = [p.grad.pow(2).sum() for p in params if p.grad is not None]
     return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
 
@@ -146,13 +143,154 @@ class _sampling_generator:
             self.gan.generator.load_state_dict(self.saved)
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate()}
+class AdversarialObjective(Objective):
+    """The two-player game of a :class:`~pyro_gen.models.gan.GAN` as an objective of the engine.
 
+    One engine step is one generator update, preceded by ``settings.critic_steps`` critic
+    updates, each on a fresh real minibatch and as many generated points (packed ``gan.pack``
+    at a time for PacGAN). Optimizer groups ``critic`` and ``generator`` are Adam with
+    ``settings.betas``; the critic's rate is ``settings.lr_d`` (default: the generator's).
+    With ``settings.ema`` a moving average of the generator weights is kept (:func:`make_ema`);
+    evaluation, the checkpoint's ``module_state`` and the returned GAN use the average.
+    History rows: ``d_loss``, ``g_loss`` (the loss's own units: nats for minimax/ns),
+    ``d_real``/``d_fake`` (mean critic logits), ``g_grad_norm`` (generator gradient L2 norm),
+    means since the previous row, and what ``eval_fn(gan)`` returns.
+    """
 
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
+    kind = "adversarial"
+    postfix_keys = ("d_loss", "g_loss")
+
+    def __init__(
+        self,
+        gan: GAN,
+        settings: AdversarialConfig | None = None,
+        *,
+        eval_fn: Callable[[GAN], dict] | None = None,
+    ):
+        if not isinstance(gan, GAN):
+            raise ValueError(f"gan must be a pyro_gen.models.gan.GAN, got {type(gan).__name__}")
+        self.settings = settings = settings if settings is not None else AdversarialConfig()
+        self.loss_name = check_loss(settings.loss)
+        self.model = self.gan = gan
+        self.eval_fn = eval_fn
+        self.averaged = make_ema(gan.generator, settings.ema) if settings.ema is not None else None
+        self.estimator = f"adversarial:{self.loss_name}" + (f":pack{gan.pack}" if gan.pack > 1 else "")
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """Return the GAN (generator and critic)."""
+        return {"gan": self.gan}
+
+    def check_data(self, data: torch.Tensor, name: str) -> None:
+        """Refuse data that are not ``(N, D)`` rows of the generator's dimension."""
+        if data.dim() != 2:
+            raise ValueError(f"{name} must be (N, D) rows for a GAN, got shape {tuple(data.shape)}")
+        if data.shape[1] != self.gan.data_dim:
+            raise ValueError(f"{name} has {data.shape[1]} columns but the GAN generates {self.gan.data_dim}")
+
+    def setup(self, ctx: StepContext) -> None:
+        """Check that the batch size is a multiple of the packing."""
+        if ctx.batch_size % self.gan.pack != 0:
+            raise ValueError(
+                f"batch_size must be a positive multiple of pack={self.gan.pack}, got {ctx.batch_size}"
+            )
+        if self.averaged is not None:
+            self.averaged.to(ctx.device)
+
+    def make_optimizer(self, name: str, params: list[torch.Tensor], config) -> torch.optim.Optimizer:
+        """Return Adam with the game's betas; the critic at ``lr_d`` (default ``lr``)."""
+        lr = config.lr if name == "generator" or self.settings.lr_d is None else self.settings.lr_d
+        return torch.optim.Adam(params, lr=lr, betas=self.settings.betas)
+
+    def _fake(self, m: int, device: torch.device) -> torch.Tensor:
+        return self.gan.generate(torch.randn(m, self.gan.latent_dim, device=device))
+
+    def step(self, ctx: StepContext) -> dict[str, Any]:
+        """Take the critic steps, then one generator step; return the numbers to log."""
+        gan, pack, loss = self.gan, self.gan.pack, self.loss_name
+        critic = gan.critic
+        bs = ctx.batch_size
+        for _ in range(self.settings.critic_steps):
+            real = pack_samples(ctx.next_batch(), pack)
+            with torch.no_grad():
+                fake = pack_samples(self._fake(bs, real.device), pack)
+            real_logits, fake_logits = critic(real).squeeze(-1), critic(fake).squeeze(-1)
+            d_loss = discriminator_loss(loss, real_logits, fake_logits)
+            if loss == "wgan-gp" and self.settings.gp_weight > 0:
+                d_loss = d_loss + self.settings.gp_weight * gradient_penalty(critic, real, fake)
+            d_val = ctx.update("critic", d_loss, gan.discriminator.parameters())
+        fake = pack_samples(self._fake(bs, real.device), pack)
+        g_loss = generator_loss(loss, critic(fake).squeeze(-1))
+        gen_params = list(gan.generator.parameters())
+        g_val = ctx.backward("generator", g_loss, gen_params)
+        g_norm = grad_norm(gen_params)
+        ctx.apply("generator")
+        if self.averaged is not None:
+            self.averaged.update_parameters(gan.generator)
+        return {
+            "loss": d_val + g_val,
+            "d_loss": d_val,
+            "g_loss": g_val,
+            "d_real": float(real_logits.detach().mean()),
+            "d_fake": float(fake_logits.detach().mean()),
+            "g_grad_norm": g_norm,
+        }
+
+    def row(self, means: dict[str, float], ctx: StepContext) -> dict[str, Any]:
+        """Return the means of the players' numbers (without the summed ``loss``)."""
+        return {k: v for k, v in means.items() if k != "loss"}
+
+    def evaluate(self, test_data: torch.Tensor | None, ctx: StepContext) -> dict[str, Any]:
+        """Return ``eval_fn(gan)`` computed with the sampled (averaged) generator."""
+        if self.eval_fn is None:
+            return {}
+        with _sampling_generator(self.gan, self.averaged):
+            return dict(self.eval_fn(self.gan))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the moving average's state and the raw generator weights (with ``ema``)."""
+        if self.averaged is None:
+            return {"loss": self.loss_name, "ema_state": None}
+        return {
+            "loss": self.loss_name,
+            "ema_state": self.averaged.state_dict(),
+            "raw_generator": self.gan.generator.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the moving average; refuse a checkpoint of another loss or ``ema`` setting."""
+        if state.get("loss") != self.loss_name:
+            raise ValueError(
+                f"cannot resume: the checkpoint holds a {state.get('loss')!r} run, not a {self.loss_name!r} run"
+            )
+        if (state.get("ema_state") is None) != (self.averaged is None):
+            raise ValueError("cannot resume: ema must be set as in the saved run")
+        if self.averaged is not None:
+            self.averaged.load_state_dict(state["ema_state"])
+            self.gan.generator.load_state_dict(state["raw_generator"])
+
+    def checkpoint_module_state(self) -> dict[str, Any]:
+        """Return the GAN's weights with the averaged generator (what is sampled)."""
+        module_state = self.gan.state_dict()
+        if self.averaged is not None:
+            module_state.update({f"generator.{k}": v for k, v in self.averaged.module.state_dict().items()})
+        return module_state
+
+    def finish(self) -> None:
+        """Sample from the average from now on."""
+        if self.averaged is not None:
+            self.gan.generator.load_state_dict(self.averaged.module.state_dict())
+
+    def result_fields(self) -> dict[str, Any]:
+        """Return the game's settings as ``params``."""
+        s = self.settings
+        return {
+            "params": {
+                "loss": self.loss_name,
+                "pack": self.gan.pack,
+                "d_steps": s.critic_steps,
+                "lr_d": s.lr_d,
+            }
+        }
 
 
 def train_gan(
@@ -181,233 +319,65 @@ def train_gan(
     checkpoint_every: int | None = None,
     resume: str | Path | None = None,
     device: str | torch.device | None = None,
+    threads: int | None = None,
 ) -> FitResult:
-    """Train ``gan`` adversarially on ``data`` ``(N, D)``; return a :class:`FitResult`.
+    """Train ``gan`` adversarially on ``data`` ``(N, D)`` with the engine; return a :class:`FitResult`.
 
     ``steps`` counts generator updates (default: ``epochs`` passes over the data, each pass
     ``N / batch_size`` generator updates; with neither, 1,000 steps). Before each generator
-    update the discriminator takes ``d_steps`` updates, each on a fresh real minibatch of
-    ``batch_size`` points (a multiple of ``gan.pack``; each packed input holds ``pack`` of
-    them) and as many generated points. Both players use Adam with ``betas``; ``lr`` is the
-    generator's learning rate, ``lr_d`` the discriminator's (default ``lr``); with
-    ``lr_schedule="linear"`` both decay linearly to 0 over the ``steps`` generator updates. ``transform``
-    is applied to every real minibatch (e.g. dynamic binarization). ``ema`` (a decay such as
-    0.999) keeps an exponential moving average of the generator's weights (:func:`make_ema`);
-    evaluation and the returned ``gan`` use the averaged generator.
-
-    ``history`` rows (every ``log_every`` steps) hold ``step``, ``epoch``, ``d_loss`` and
-    ``g_loss`` (means since the previous row, in the loss's own units: nats for
-    minimax/ns), ``d_real``/``d_fake`` (mean critic logit on real/generated inputs),
-    ``g_grad_norm`` (mean L2 norm of the generator gradient), ``seconds`` (training wall
-    time so far, excluding evaluation) and whatever ``eval_fn(gan)`` returns every
-    ``eval_every`` steps (and at the end). ``callbacks`` receive each row.
-    ``FitResult.seconds`` is the total training time in seconds. A checkpoint (module and
-    optimizer state, RNG, loop position) is written at the end when ``checkpoint`` is set,
-    and every ``checkpoint_every`` generator steps; its ``module_state`` holds the weights
-    that are sampled (the averaged generator with ``ema``). ``resume`` (a checkpoint path)
-    continues such a run from its saved step with the same settings: optimizers, schedules,
-    moving average, data order and RNG are restored, so an interrupted run ends where an
-    uninterrupted one would. ``device`` (``"cpu"``, ``"cuda[:i]"``, ``"auto"``) moves ``gan`` and
-    ``data`` there.
+    update the critic takes ``d_steps`` updates, each on a fresh real minibatch of
+    ``batch_size`` points (a multiple of ``gan.pack``). Both players use Adam with ``betas``;
+    ``lr`` is the generator's rate, ``lr_d`` the critic's (default ``lr``); any engine
+    schedule applies to both (``"linear"`` decays them to 0). ``transform`` is applied to
+    every real minibatch. ``ema`` keeps a moving average of the generator's weights, used for
+    evaluation and returned. History rows every ``log_every`` steps (see
+    :class:`AdversarialObjective`), with ``eval_fn(gan)`` every ``eval_every`` steps and at
+    the end; ``callbacks`` receive each row. ``checkpoint``/``checkpoint_every``/``resume``,
+    ``device`` and ``threads`` are the engine's. A NaN or infinite loss raises
+    :class:`~pyro_gen.inference.engine.TrainingDivergedError` naming the step.
     """
-    loss = check_loss(loss)
     if not isinstance(gan, GAN):
         raise ValueError(f"gan must be a pyro_gen.models.gan.GAN, got {type(gan).__name__}")
-    data = as_data_tensor(data, "data", max_rank=2)
-    if data.shape[1] != gan.data_dim:
-        raise ValueError(f"data has {data.shape[1]} columns but the GAN generates {gan.data_dim}")
     if not isinstance(batch_size, int) or batch_size <= 0 or batch_size % gan.pack != 0:
         raise ValueError(f"batch_size must be a positive multiple of pack={gan.pack}, got {batch_size!r}")
-    for name, v in (("lr", lr), ("lr_d", lr if lr_d is None else lr_d)):
-        if not v > 0:
-            raise ValueError(f"{name} must be positive, got {v}")
     if not isinstance(d_steps, int) or d_steps <= 0:
         raise ValueError(f"d_steps must be a positive integer, got {d_steps!r}")
-    if gp_weight < 0:
-        raise ValueError(f"gp_weight must be non-negative, got {gp_weight}")
-    if lr_schedule not in ("constant", "linear"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {lr_schedule!r}")
-    if log_every <= 0:
-        raise ValueError(f"log_every must be positive, got {log_every}")
-    if ema is not None and not 0.0 < ema < 1.0:
-        raise ValueError(f"ema must be a decay in (0, 1), got {ema}")
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every <= 0):
-        raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
-    dev = resolve_device(device)
-    if dev is not None:
-        gan.to(dev)
-        data = data.to(dev)
-    dev = data.device
-    n = data.shape[0]
-    steps_per_epoch = max(1, n // batch_size)
-    if steps is None:
-        steps = int(math.ceil((epochs if epochs is not None else 1000 / steps_per_epoch) * steps_per_epoch))
-    if steps <= 0:
-        raise ValueError(f"steps must be positive, got {steps}")
-    if seed is not None:
-        pyro.set_rng_seed(seed)
-
-    gen_params = list(gan.generator.parameters())
-    disc_params = list(gan.discriminator.parameters())
-    opt_g = torch.optim.Adam(gen_params, lr=lr, betas=betas)
-    opt_d = torch.optim.Adam(disc_params, lr=lr if lr_d is None else lr_d, betas=betas)
-    schedulers = []
-    if lr_schedule == "linear":  # decay both learning rates linearly to 0: sharpens the modes
-        for opt in (opt_g, opt_d):
-            schedulers.append(torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / steps)))
-    critic = gan.critic
-    gan.train()
-    averaged = make_ema(gan.generator, ema) if ema is not None else None
-
-    perm, cursor = torch.randperm(n), 0
-    history: list[dict[str, Any]] = []
-    train_seconds = 0.0
-    start = 1
-    if resume is not None:
-        state = load_checkpoint(resume)
-        loop = state["loop"]
-        if loop.get("loss") != loss or "perm" not in loop:
-            raise ValueError(
-                f"cannot resume from {resume}: it holds a {loop.get('loss')!r} run without the loop "
-                f"state of train_gan, not a {loss!r} run"
-            )
-        if (loop.get("ema_state") is None) != (averaged is None):
-            raise ValueError(f"cannot resume from {resume}: ema must be set as in the saved run")
-        gan.load_state_dict(state["module_state"])
-        if averaged is not None:
-            averaged.load_state_dict(loop["ema_state"])
-            gan.generator.load_state_dict(loop["raw_generator"])
-        opt_g.load_state_dict(state["optimizer_state"]["generator"])
-        opt_d.load_state_dict(state["optimizer_state"]["discriminator"])
-        for sched, s_state in zip(schedulers, state["optimizer_state"].get("schedulers", [])):
-            sched.load_state_dict(s_state)
-        perm, cursor = loop["perm"], int(loop["cursor"])
-        history, train_seconds, start = list(loop["history"]), float(loop["seconds"]), int(loop["step"]) + 1
-        _set_rng_state(state["rng"])
-
-    def real_batch() -> torch.Tensor:
-        nonlocal perm, cursor
-        if cursor + batch_size > n:
-            perm, cursor = torch.randperm(n), 0
-        idx = perm[cursor : cursor + batch_size]
-        cursor += batch_size
-        x = data[idx]
-        return transform(x) if transform is not None else x
-
-    def fake_batch(m: int) -> torch.Tensor:
-        return gan.generate(torch.randn(m, gan.latent_dim, device=dev))
-
-    def save(path: str | Path, step: int) -> Path:
-        module_state = gan.state_dict()
-        raw_generator = ema_state = None
-        if averaged is not None:  # module_state holds what is sampled: the averaged generator
-            raw_generator = gan.generator.state_dict()
-            ema_state = averaged.state_dict()
-            module_state.update({f"generator.{k}": v for k, v in averaged.module.state_dict().items()})
-        return save_checkpoint(
-            {
-                "module_state": module_state,
-                "optimizer_state": {
-                    "generator": opt_g.state_dict(),
-                    "discriminator": opt_d.state_dict(),
-                    "schedulers": [sc.state_dict() for sc in schedulers],
-                },
-                "param_store": pyro.get_param_store().get_state(),
-                "rng": _rng_state(),
-                "loop": {
-                    "step": step,
-                    "loss": loss,
-                    "raw_generator": raw_generator,
-                    "ema_state": ema_state,
-                    "perm": perm,
-                    "cursor": cursor,
-                    "history": history,
-                    "seconds": train_seconds,
-                },
-            },
-            path,
-        )
-
-    sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real": 0.0, "d_fake": 0.0, "g_grad_norm": 0.0}
-    count = 0
-    # progress=None: tqdm decides (shown on a terminal, hidden when output is redirected)
-    bar = tqdm(
-        total=steps,
-        initial=start - 1,
-        desc=f"GAN ({loss})",
-        disable=None if progress is None else not progress,
-        leave=False,
+    settings = AdversarialConfig(
+        loss=check_loss(loss),
+        d_steps=d_steps,
+        gp_weight=gp_weight,
+        lr_d=lr_d,
+        beta1=betas[0],
+        beta2=betas[1],
+        ema=ema,
     )
-    for step in range(start, steps + 1):
-        t0 = time.perf_counter()
-        for _ in range(d_steps):
-            real = pack_samples(real_batch(), gan.pack)
-            with torch.no_grad():
-                fake = pack_samples(fake_batch(batch_size), gan.pack)
-            real_logits, fake_logits = critic(real).squeeze(-1), critic(fake).squeeze(-1)
-            d_loss = discriminator_loss(loss, real_logits, fake_logits)
-            if loss == "wgan-gp" and gp_weight > 0:
-                d_loss = d_loss + gp_weight * gradient_penalty(critic, real, fake)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-        fake = pack_samples(fake_batch(batch_size), gan.pack)
-        fake_logits_g = critic(fake).squeeze(-1)
-        g_loss = generator_loss(loss, fake_logits_g)
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        g_norm = _grad_norm(gen_params)
-        opt_g.step()
-        if averaged is not None:
-            averaged.update_parameters(gan.generator)
-        for sched in schedulers:
-            sched.step()
-        train_seconds += time.perf_counter() - t0
-        d_val, g_val = float(d_loss.detach()), float(g_loss.detach())
-        if not (math.isfinite(d_val) and math.isfinite(g_val)):
-            bar.close()
-            raise FloatingPointError(f"GAN training diverged at step {step}: d_loss={d_val}, g_loss={g_val}")
-        sums["d_loss"] += d_val
-        sums["g_loss"] += g_val
-        sums["d_real"] += float(real_logits.detach().mean())
-        sums["d_fake"] += float(fake_logits.detach().mean())
-        sums["g_grad_norm"] += g_norm
-        count += 1
-        bar.update(1)
-        evaluate_now = eval_fn is not None and (
-            step == steps or (eval_every is not None and step % eval_every == 0)
-        )
-        if step % log_every == 0 or step == steps or evaluate_now:
-            row: dict[str, Any] = {"step": step, "epoch": step / steps_per_epoch}
-            row.update({k: v / count for k, v in sums.items()})
-            row["seconds"] = train_seconds
-            if evaluate_now:
-                with _sampling_generator(gan, averaged):
-                    row.update(eval_fn(gan))
-                gan.train()
-            history.append(row)
-            bar.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}")
-            for cb in callbacks:
-                cb(row)
-            sums = dict.fromkeys(sums, 0.0)
-            count = 0
-        if checkpoint is not None and checkpoint_every is not None and step % checkpoint_every == 0:
-            if step < steps:  # (the last step is saved below)
-                save(checkpoint, step)
-    bar.close()
-    ckpt_path = save(checkpoint, steps) if checkpoint is not None else None
-    if averaged is not None:  # sample from the average from now on
-        gan.generator.load_state_dict(averaged.module.state_dict())
-    gan.eval()
-    return FitResult(
-        model=gan,
-        history=history,
+    config = TrainConfig(
+        epochs=epochs,
         steps=steps,
-        epochs=steps / steps_per_epoch,
-        seconds=train_seconds,
-        estimator=f"adversarial:{loss}" + (f":pack{gan.pack}" if gan.pack > 1 else ""),
-        checkpoint=ckpt_path,
-        params={"loss": loss, "pack": gan.pack, "d_steps": d_steps, "lr": lr, "lr_d": lr_d or lr},
+        batch_size=batch_size,
+        lr=lr,
+        optimizer="adam",
+        lr_schedule=lr_schedule,
+        seed=seed,
+        device=None if device is None else str(device),
+        threads=threads,
+        log_every=log_every,
+        eval_every=eval_every if eval_every is not None else 10**12,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+    )
+    objective = AdversarialObjective(gan, settings, eval_fn=eval_fn)
+    n = as_data_tensor(data, "data", max_rank=2).shape[0]
+    return train(
+        objective,
+        data,
+        config,
+        test_data=data[: min(n, 1)] if eval_fn is not None else None,
+        transform=transform,
+        checkpoint=checkpoint,
+        resume=resume,
+        row_callbacks=callbacks,
+        default_steps=1000,
     )
 
 
@@ -544,7 +514,7 @@ def generator_gradient_norms(
                 p.grad = None
             fake_logits = gan.discriminate(gan.generate(z))
             generator_loss(name, fake_logits).backward()
-            norms[name] = _grad_norm(gen_params)
+            norms[name] = grad_norm(gen_params)
         for p in gen_params:
             p.grad = None
         with torch.no_grad():

@@ -88,7 +88,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device | None:
 def make_scheduler(
     opt: torch.optim.Optimizer, schedule: str, total_steps: int, warmup_steps: int = 0, gamma: float = 0.999
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Return torch's scheduler for ``schedule`` (constant, cosine, exponential, linear) after a linear warm-up.
+    """Return torch's scheduler for ``schedule`` (constant, cosine, exponential, linear) after warm-up.
 
     ``cosine`` anneals to 0 at ``total_steps``; ``linear`` decays linearly to 0 at
     ``total_steps``; ``exponential`` multiplies the rate by ``gamma`` every step.
@@ -194,7 +194,9 @@ class Objective:
         """Return held-out numbers for a history row (nothing by default)."""
         return {}
 
-    def make_optimizer(self, name: str, params: list[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
+    def make_optimizer(
+        self, name: str, params: list[torch.Tensor], config: TrainConfig
+    ) -> torch.optim.Optimizer:
         """Return the optimizer for the parameter group ``name`` (``config.optimizer`` at ``config.lr``)."""
         return OPTIMIZERS[config.optimizer](params, lr=config.lr)
 
@@ -272,7 +274,9 @@ class StepContext:
         """Return the optimizer of group ``name``, or None before it was created."""
         return self._engine.opts.get(name)
 
-    def backward(self, name: str, loss: torch.Tensor | float, params: Iterable[torch.Tensor] | None = None) -> float:
+    def backward(
+        self, name: str, loss: torch.Tensor | float, params: Iterable[torch.Tensor] | None = None
+    ) -> float:
         """Back-propagate ``loss`` for group ``name`` (a float: gradients already computed).
 
         Creates the group's optimizer on first use from ``params``. On the CPU the loss is
@@ -285,7 +289,9 @@ class StepContext:
         """Clip the group's gradients, take its optimizer step and clear the gradients."""
         self._engine.apply(name)
 
-    def update(self, name: str, loss: torch.Tensor | float, params: Iterable[torch.Tensor] | None = None) -> float:
+    def update(
+        self, name: str, loss: torch.Tensor | float, params: Iterable[torch.Tensor] | None = None
+    ) -> float:
         """Return :meth:`backward` after taking the step with :meth:`apply`."""
         value = self.backward(name, loss, params)
         self.apply(name)
@@ -353,7 +359,9 @@ class _Engine:
             data = data.to(dev)
             test_data = None if test_data is None else test_data.to(dev)
         self.data, self.test_data, self.n = data, test_data, data.shape[0]
-        self.dist_on = distributed if distributed is not None else (dist.is_available() and dist.is_initialized())
+        self.dist_on = (
+            distributed if distributed is not None else (dist.is_available() and dist.is_initialized())
+        )
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.dist_on else (0, 1)
         if self.n < self.world:
             raise ValueError(f"data has {self.n} rows, fewer than the {self.world} processes")
@@ -429,6 +437,9 @@ class _Engine:
             self.opts[name], self.scheds[name], self.params[name] = opt, sched, plist
         if isinstance(loss, torch.Tensor):
             if loss.requires_grad:
+                # clear what other groups' backward passes left on these parameters
+                for p in self.params[name]:
+                    p.grad = None
                 loss.backward()
             loss = loss.detach()
         if self.sync_every == 1:
@@ -508,13 +519,17 @@ class _Engine:
         mods = self.objective.modules()
         saved = state["modules"]
         if set(saved) != set(mods):
-            raise ValueError(f"cannot resume from {path}: it holds modules {sorted(saved)}, not {sorted(mods)}")
+            raise ValueError(
+                f"cannot resume from {path}: it holds modules {sorted(saved)}, not {sorted(mods)}"
+            )
         for k, m in mods.items():
             try:
                 m.load_state_dict(saved[k])
             except RuntimeError as e:
                 first = str(e).splitlines()[0]
-                raise ValueError(f"cannot resume from {path}: its {k} does not match this model ({first})") from e
+                raise ValueError(
+                    f"cannot resume from {path}: its {k} does not match this model ({first})"
+                ) from e
         self.objective.load_state_dict(state["objective"])
         self.pending_states = dict(state["optimizer_state"])
         set_rng_state(state["rng"])
@@ -624,7 +639,7 @@ class _Engine:
                 if self.callbacks:
                     loss = logs.get("loss", math.nan)
                     info = self._step_info(float(loss), logs)
-                    self._timed_out_of_training(lambda: [cb(info) for cb in self.callbacks])
+                    self._timed_out_of_training(lambda i=info: [cb(i) for cb in self.callbacks])
                 if row_due:
                     self._sums_before_row, self._count_before_row = dict(self.sums), self.count
                     row = self._row()
