@@ -212,7 +212,7 @@ def part_digits(args) -> dict:
 
 
 def part_guides(args) -> dict:
-    from pyro_gen.models.flow_guides import compare_guides
+    from pyro_gen.experiments.flow_guides import compare_guides
 
     data = load_data("digits", binarize="dynamic", seed=args.seed)
     rows = compare_guides(

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from pyro_gen.data import load_mnist
-from pyro_gen.inference import evaluate, fit
+from pyro_gen.evaluation import evaluate
+from pyro_gen.inference import fit
 from pyro_gen.models import VAE
 
 PUBLISHED = -86.76

@@ -153,7 +153,7 @@ def main() -> None:
                 "points_per_second": args.batch_size / sec,
             }
         )
-    from pyro_gen.inference import evaluate
+    from pyro_gen.evaluation import evaluate
     from pyro_gen.models import VAE
 
     vae = VAE(784, **ARCH)

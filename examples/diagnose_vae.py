@@ -20,6 +20,7 @@ import pyro.poutine as poutine
 import torch
 
 from pyro_gen.data import load_data
+from pyro_gen.diagnose import format_table
 from pyro_gen.diagnostics import (
     active_units,
     amortization_gap,
@@ -29,7 +30,6 @@ from pyro_gen.diagnostics import (
     save_inference_data,
     to_inference_data,
 )
-from pyro_gen.diagnostics.command import format_table
 from pyro_gen.inference import fit
 from pyro_gen.models import VAE, data_plate
 from pyro_gen.report.diagnostics import plot_khat, plot_kl_per_dim, plot_rank

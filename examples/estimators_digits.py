@@ -14,8 +14,9 @@ import argparse
 
 import torch
 
-from pyro_gen.compare.vae import compare_discrete, compare_estimators, write_report
 from pyro_gen.data import load_data
+from pyro_gen.experiments.discrete import compare_discrete
+from pyro_gen.experiments.vae import compare_estimators, write_report
 from pyro_gen.inference.gradients import gradient_moments
 from pyro_gen.models.vae import VAE
 from pyro_gen.report.estimators import estimator_table
@@ -78,7 +79,7 @@ def main() -> None:
         f = r["final"]
         print(
             f"  binary VAE {r['name']:10s} test exact ELBO {f['test_exact_elbo']:7.2f}  "
-            f"exact log p(x) {f['test_log_likelihood']:7.2f}  {f['ms_per_step']:.2f} ms/step"
+            f"exact log p(x) {f['test_log_likelihood']:7.2f}  {r['costs']['ms_per_step']:.2f} ms/step"
         )
 
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 
 from pyro_gen.data import load_data
+from pyro_gen.evaluation.probe import probe_split
+from pyro_gen.experiments.ica import compare_ica
 from pyro_gen.inference import fit
-from pyro_gen.inference.autoencoder_train import train_autoencoder
-from pyro_gen.inference.probe import probe_split
+from pyro_gen.inference.loss import train_autoencoder
 from pyro_gen.models.autoencoders import Autoencoder
 from pyro_gen.models.autoregressive import MADE, exact_log_likelihood
-from pyro_gen.models.ica import compare_ica
 from pyro_gen.report import image_grid
 
 

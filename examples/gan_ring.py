@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from pyro_gen.data import load_data
+from pyro_gen.evaluation.samples import mode_metrics_for_data
+from pyro_gen.experiments.gan_theory import discriminator_optimality, generator_gradient_norms
 from pyro_gen.families.gan import DEFAULT_BATCH_SIZE, DEFAULT_PACK, DEFAULT_STEPS
-from pyro_gen.inference.adversarial import discriminator_optimality, generator_gradient_norms, train_gan
-from pyro_gen.inference.metrics import mode_metrics_for_data
+from pyro_gen.inference.adversarial import train_gan
 from pyro_gen.models.gan import GAN, mlp_discriminator
 from pyro_gen.report.gan import (
     plot_discriminator_optimality,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from pyro_gen.compare.gmm import compare_gmm, format_table, load_for_gmm, synthetic_mixture, write_report
+from pyro_gen.experiments.gmm import compare_gmm, format_table, load_for_gmm, synthetic_mixture, write_report
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ from pathlib import Path
 import torch
 
 import pyro_gen as pg
-from pyro_gen.inference import evaluate, fit
+from pyro_gen.evaluation import evaluate
+from pyro_gen.inference import fit
 from pyro_gen.report import image_grid, plot_elbo_curve, plot_latent_manifold
 
 out = Path("runs/example-vae")
@@ -26,8 +27,8 @@ result = fit(
 )
 metrics = evaluate(vae, data.test, k=1000)
 print(
-    f"test ELBO {metrics['elbo']:.2f}, log p(x) {metrics['log_likelihood']:.2f} nats "
-    f"({metrics['bits_per_dim']:.3f} bits/dim), {result.seconds:.1f} s of training"
+    f"test ELBO {metrics.elbo:.2f}, log p(x) {metrics.log_likelihood:.2f} nats "
+    f"({metrics.bits_per_dim:.3f} bits/dim), {result.seconds:.1f} s of training"
 )
 
 plot_elbo_curve(result.history, out / "elbo.png")

@@ -1,7 +1,12 @@
-"""The ``pyro-gen`` command: list, fit, sample (more verbs arrive with their families).
+"""The ``pyro-gen`` command: list, fit, sample, compare, diagnose.
 
-Every error a user can cause is printed as one line (``pyro-gen: error: ...``) with exit
-status 2; ``--debug`` shows the traceback instead.
+Argument parsing only: the flags of ``fit FAMILY`` are generated from the settings
+dataclasses (:mod:`pyro_gen.config`: run, training, the family's trainer) and the family's
+own config dataclass, so every setting is spelled once and a flag a family cannot honour is
+never offered. Work happens in :mod:`pyro_gen.runs`, :mod:`pyro_gen.experiments` and
+:mod:`pyro_gen.diagnose`, imported when a command runs: ``--help`` and ``list`` load no
+torch. Every error a user can cause is printed as one line (``pyro-gen: error: ...``) with
+exit status 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -10,8 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .comparisons import comparisons
-from .inference.estimators import estimator_names
+from . import config as cfg
 from .registry import families, get_family
 
 USER_ERRORS = (
@@ -22,41 +26,56 @@ USER_ERRORS = (
     KeyError,
     FloatingPointError,
 )
+PREFIX = {"run": "run__", "train": "train__", "trainer": "trainer__", "model": "model__"}
 
 
-def _add_training_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="digits", help="digits | mnist:PATH | moons | ring | grid")
-    p.add_argument("--out", default=None, help="run folder (default runs/<family>-<data>)")
-    p.add_argument("--seed", type=int, default=0)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--epochs", type=float, default=None, help="passes over the training data")
-    g.add_argument("--steps", type=int, default=None, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"])
-    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine", "exponential"])
-    p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--estimator", default=None, help=f"ELBO estimator: {', '.join(estimator_names())}")
-    p.add_argument("--num-particles", type=int, default=1)
-    p.add_argument("--k", type=int, default=5000, help="importance samples for the test log-likelihood")
-    p.add_argument("--binarize", default="dynamic", choices=["dynamic", "static", "none"])
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (default: cpu)")
+def family_sections(family) -> dict[str, tuple[type | None, list[str] | None]]:
+    """Return, per settings section of ``family``, its dataclass and the fields offered as flags."""
+    from .runs import section_classes, trainer_fields
+
+    classes = section_classes(family)
+    return {
+        "run": (classes["run"], None),
+        "train": (classes["train"], None),
+        "trainer": (classes["trainer"], trainer_fields(family)),
+        "model": (classes["model"], None),
+    }
+
+
+def add_family_arguments(parser: argparse.ArgumentParser, family) -> None:
+    """Add every flag of ``pyro-gen fit FAMILY``: run, training, trainer and model settings."""
+    defaults = dict(family.defaults)
+    titles = {
+        "run": "run",
+        "train": "training (the engine)",
+        "trainer": f"{family.trainer} trainer",
+        "model": f"{family.name} model",
+    }
+    for section, (cls, only) in family_sections(family).items():
+        group = parser.add_argument_group(titles[section])
+        if cls is None:
+            if section == "model" and family.add_arguments is not None:
+                family.add_arguments(group)
+            continue
+        cfg.add_arguments(group, cls, defaults, dest_prefix=PREFIX[section], only=only)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``pyro-gen`` command."""
+    from .experiments import comparisons
+
     parser = argparse.ArgumentParser(prog="pyro-gen", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list registered model families and estimators")
     fit_p = sub.add_parser("fit", help="fit a model family and write a run folder")
-    fam_sub = fit_p.add_subparsers(dest="family", required=True)
+    fit_p.add_argument(
+        "--config", default=None, help="re-run a run folder's config.json (other flags are ignored but --out)"
+    )
+    fit_p.add_argument("--out", dest="config_out", default=None, help="with --config: the folder to write")
+    fam_sub = fit_p.add_subparsers(dest="family", required=False)
     for name, fam in families().items():
-        fp = fam_sub.add_parser(name, help=fam.summary)
-        _add_training_args(fp)
-        fam.add_arguments(fp)
+        add_family_arguments(fam_sub.add_parser(name, help=fam.summary, description=fam.summary), fam)
     cp = sub.add_parser("compare", help="compare methods or families and write one report")
     comp_sub = cp.add_subparsers(dest="target", required=True)
     for name, comp in comparisons().items():
@@ -66,44 +85,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--num", type=int, default=64)
     sp.add_argument("--out", required=True, help="output .npy file (a PNG is written beside it)")
     sp.add_argument("--seed", type=int, default=0)
-    from .diagnostics.command import add_arguments as add_diagnose_arguments
-
-    add_diagnose_arguments(sub.add_parser("diagnose", help="diagnose a run's posterior (ArviZ, k-hat)"))
+    dp = sub.add_parser("diagnose", help="diagnose a run's posterior (ArviZ, k-hat)")
+    dp.add_argument("run_dir", help="a run folder written by `pyro-gen fit`")
+    dp.add_argument("--num-points", type=int, default=200, help="test points to diagnose")
+    dp.add_argument("--num-samples", type=int, default=200, help="guide draws per chain in the InferenceData")
+    dp.add_argument("--num-chains", type=int, default=2, help="chains of guide draws")
+    dp.add_argument(
+        "--k", type=int, default=1000, help="importance samples for k-hat and the IS log-likelihood"
+    )
+    dp.add_argument("--gap-points", type=int, default=16, help="points for the amortization gap (0 skips it)")
+    dp.add_argument("--gap-steps", type=int, default=300, help="optimizer steps per-point guide")
+    dp.add_argument("--seed", type=int, default=0)
+    dp.add_argument("--no-progress", action="store_true")
     return parser
-
-
-_COMMON = {
-    "data",
-    "out",
-    "seed",
-    "epochs",
-    "steps",
-    "batch_size",
-    "lr",
-    "optimizer",
-    "lr_schedule",
-    "warmup_steps",
-    "estimator",
-    "num_particles",
-    "k",
-    "binarize",
-    "resume",
-    "no_progress",
-    "family",
-    "command",
-    "debug",
-    "device",
-}
 
 
 def _init_distributed(device: str | None) -> None:
     """Join the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1)."""
     import os
 
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
     import torch
     import torch.distributed as dist
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+    if dist.is_initialized():
         return
     use_cuda = device not in (None, "cpu") and torch.cuda.is_available()
     if use_cuda:
@@ -111,42 +117,44 @@ def _init_distributed(device: str | None) -> None:
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
 
 
-def _cmd_fit(args: argparse.Namespace) -> int:
-    from .runs import run_fit
+def plan_from_args(args: argparse.Namespace):
+    """Return the :class:`~pyro_gen.runs.RunPlan` of a parsed ``pyro-gen fit FAMILY`` command line."""
+    from .runs import plan_run
 
     family = get_family(args.family)
-    _init_distributed(args.device)
-    if args.steps is not None:
-        args.epochs = None  # --steps wins over a family's default --epochs
-    if args.epochs is None and args.steps is None:
-        args.epochs = 10
-    options = {k: v for k, v in vars(args).items() if k not in _COMMON}
-    out = args.out or f"runs/{family.name}-{args.data.split(':')[0]}"
-    metrics = run_fit(
-        family.name,
-        args.data,
-        out=out,
-        options=options,
-        seed=args.seed,
-        epochs=args.epochs,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        lr_schedule=args.lr_schedule,
-        warmup_steps=args.warmup_steps,
-        estimator=args.estimator,
-        num_particles=args.num_particles,
-        k=args.k,
-        binarize=None if args.binarize == "none" else args.binarize,
-        resume=args.resume,
-        progress=not args.no_progress,
-        device=args.device,
-    )
+    sections = {}
+    for section, (cls, _) in family_sections(family).items():
+        if cls is None:
+            if section == "model" and family.add_arguments is not None:
+                known = {d for d in vars(args) if "__" in d} | {"command", "family", "debug", "config"}
+                known |= {"config_out"}
+                sections[section] = {k: v for k, v in vars(args).items() if k not in known}
+            continue
+        sections[section] = cfg.explicit(args, cls, dest_prefix=PREFIX[section])
+    return plan_run(family.name, **sections)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from .runs import plan_from_dict, read_config, run_plan
+
+    if args.config is not None:
+        if args.family is not None:
+            raise ValueError("give either --config RUN/config.json or a family with its flags, not both")
+        plan = plan_from_dict(read_config(args.config))
+        plan.run.resume = False
+        out = args.config_out or plan.run.out
+    elif args.family is None:
+        raise ValueError("name a model family (see `pyro-gen list`) or give --config RUN/config.json")
+    else:
+        plan = plan_from_args(args)
+        out = plan.run.out
+    _init_distributed(plan.train.device)
+    metrics = run_plan(plan, out=out, progress=plan.train.progress)
     if metrics is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
-    skip = {"steps", "seed", "epochs", "k", "eval_seconds"}
-    print(f"{family.name} on {args.data}: {metrics['steps']} steps")
+    out = out or f"runs/{plan.family.name}-{plan.run.data.split(':')[0]}"
+    skip = {"steps", "seed", "epochs", "k", "eval_seconds", "threads", "train_eval_seconds"}
+    print(f"{plan.family.name} on {plan.run.data}: {metrics['steps']} steps")
     for key, value in metrics.items():  # every numeric metric the family reported
         if key not in skip and isinstance(value, int | float) and not isinstance(value, bool):
             print(f"  {key:<24} {value:.4f}")
@@ -155,9 +163,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
+    from .inference.estimators import estimator_names
+
     print("model families:")
     for name, fam in families().items():
-        print(f"  {name:<10} {fam.summary}")
+        print(f"  {name:<12} {fam.summary}")
     print("estimators:")
     print("  " + ", ".join(estimator_names()))
     return 0
@@ -172,11 +182,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from .experiments import comparisons
+
     return comparisons()[args.target].run(args)
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from .diagnostics.command import cmd_diagnose
+    from .diagnose import cmd_diagnose
 
     return cmd_diagnose(args)
 

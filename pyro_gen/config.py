@@ -60,9 +60,13 @@ class TrainConfig:
     threads: int | None = setting(None, "torch threads while training (default: the family's choice)")
     log_every: int | None = setting(None, "steps between history rows (default: one epoch)")
     eval_every: int | None = setting(None, "steps between held-out evaluations (default: log_every)")
-    checkpoint_every: int | None = setting(None, "steps between checkpoints (default: one epoch in a run folder)")
+    checkpoint_every: int | None = setting(
+        None, "steps between checkpoints (default: one epoch in a run folder)"
+    )
     sync_every: int | None = setting(None, "steps between reading the loss back from an accelerator")
-    progress: bool | None = setting(True, "show a progress bar (None: only on a terminal)", flag="--no-progress")
+    progress: bool | None = setting(
+        True, "show a progress bar (None: only on a terminal)", flag="--no-progress"
+    )
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -196,18 +200,25 @@ def flag_of(f: dataclasses.Field) -> str:
 
 
 def add_arguments(
-    parser: argparse.ArgumentParser, cls: type, defaults: dict[str, Any] | None = None, *, dest_prefix: str = ""
+    parser: argparse.ArgumentParser,
+    cls: type,
+    defaults: dict[str, Any] | None = None,
+    *,
+    dest_prefix: str = "",
+    only: list[str] | None = None,
 ) -> list[str]:
     """Add one flag per field of the dataclass ``cls`` to ``parser``; return the destinations.
 
     ``defaults`` replaces the dataclass defaults (a family's own budget or learning rate).
     Booleans become switches (``--resume``; a field defaulting to True gets its ``--no-...``
     flag). Every flag's default is ``None`` so that :func:`explicit` can tell which ones a
-    user gave; :func:`build` fills in the defaults.
+    user gave; :func:`build` fills in the defaults. ``only`` limits the flags to those fields.
     """
     defaults = defaults or {}
     dests = []
     for f in fields(cls):
+        if only is not None and f.name not in only:
+            continue
         tp, _ = _hints(cls)[f.name]
         dest = dest_prefix + f.name
         default = defaults.get(f.name, f.default if f.default is not MISSING else None)
@@ -224,6 +235,7 @@ def add_arguments(
                 dest=dest,
                 type=tp,
                 default=None,
+                metavar=None if f.metadata.get("choices") else f.name.upper(),
                 choices=f.metadata.get("choices"),
                 help=help_text + shown,
             )
@@ -272,7 +284,9 @@ def parse_widths(spec: str | list | tuple, name: str = "hidden") -> list[int]:
     try:
         widths = [int(s) for s in parts]
     except ValueError:
-        raise ValueError(f"--{name.replace('_', '-')} must be comma-separated integers, got {spec!r}") from None
+        raise ValueError(
+            f"--{name.replace('_', '-')} must be comma-separated integers, got {spec!r}"
+        ) from None
     if any(w <= 0 for w in widths):
         raise ValueError(f"--{name.replace('_', '-')} widths must be positive, got {spec!r}")
     return widths

@@ -1,11 +1,16 @@
 """Model-family registry, filled from the entry-point group ``pyro_gen.models``.
 
-A family is a :class:`ModelFamily`: how to add its options to the command line, how to build
-a model from a data set and those options, and (optionally) a trainer other than SVI.
-Third-party packages register theirs exactly as pyro-gen registers the VAE:
+A family is a declaration (:class:`ModelFamily`): its settings (a config dataclass, from
+which the command line's flags are generated), how to build a model from a data set and
+those settings, which trainer runs it, its training defaults and budget, and optional hooks.
+Families hold no loops and write no files: :mod:`pyro_gen.runs` trains them with the
+engine and :func:`pyro_gen.report.report` writes what a person opens. Third-party packages
+register theirs exactly as pyro-gen registers its own:
 
     [project.entry-points."pyro_gen.models"]
     mymodel = "my_package.family:FAMILY"
+
+This module imports no family and no torch; entry points are loaded on first use.
 """
 
 from __future__ import annotations
@@ -17,31 +22,78 @@ from importlib.metadata import entry_points
 from typing import Any
 
 ENTRY_POINT_GROUP = "pyro_gen.models"
+TRAINERS = ("svi", "adversarial", "loss", "custom")
 
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """A registered family.
+    """A registered family of models.
 
-    ``build(data, options) -> model`` makes an untrained model for a
-    :class:`~pyro_gen.data.DataSplit` and a dict of options (the parsed CLI flags).
-    ``add_arguments(parser)`` adds the family's flags. ``train(model, data, options, out)``
-    (optional) replaces the SVI loop and must return a :class:`~pyro_gen.inference.FitResult`.
-    ``evaluate(model, data, options)`` (optional) returns extra test metrics.
-    ``load(run_dir, config) -> model`` (optional) rebuilds a trained model from a run folder;
-    without it the model is rebuilt with ``build`` and its ``checkpoint.pt`` module state.
-    ``default_estimator`` names the ELBO used by the SVI loop.
+    * ``build(data, config) -> model``: an untrained model for a
+      :class:`~pyro_gen.data.DataSplit` and the family's ``config`` object (an instance of
+      the dataclass ``config``; a plain dict of the parsed flags when ``config`` is None).
+    * ``config``: the family's settings dataclass; one flag per field.
+    * ``trainer``: ``"svi"`` (the engine with an SVI objective: model/guide pairs and
+      maximum-likelihood models), ``"adversarial"`` (the engine with the two-player game),
+      ``"loss"`` (the engine with the model's own ``loss``), or ``"custom"`` (the ``train``
+      hook: algorithms that are not gradient training, such as EM and NUTS).
+    * ``default_estimator``: the ELBO estimator when none is given (or a function of the config).
+    * ``trainer_settings``: which fields of the trainer's settings (``SVIConfig``:
+      ``estimator``, ``num_particles``, ``eval_particles``) the family honours; only those
+      become flags. ``None`` means all of them.
+    * ``defaults``: the family's own defaults for training and run settings (``batch_size``,
+      ``lr``, ``binarize``, ``loss``...), applied below anything the user gives.
+    * ``budget(data) -> dict``: ``{"epochs": E}`` or ``{"steps": S}`` when the user gives
+      neither (default: 10 epochs).
+    * ``threads(data) -> int | None``: torch threads while training unless given.
+    * ``prepare(data, config) -> DataSplit``: the split the family trains on (e.g. grey levels).
+    * ``guide(model, config)``: the guide to pair with the model (default: ``model.guide``).
+    * ``train(model, data, config, train_config, given) -> FitResult``: the ``custom`` trainer;
+      ``given`` is the set of training settings the user gave explicitly, so that one the
+      algorithm cannot honour is refused.
+    * ``evaluate(model, data, config, seed) -> dict``: metrics beyond :func:`pyro_gen.evaluate`.
+    * ``monitor(model, data, config, seed) -> dict``: numbers logged during training at each
+      held-out evaluation (e.g. a GAN's mode coverage).
+    * ``load(run_dir, config, data) -> model``: rebuild a trained model (default: ``build``
+      and the checkpoint's module state).
+    * ``state(model) -> dict``: what to save in ``state_file`` for models the engine does not
+      checkpoint (e.g. a fitted mixture).
+    * Declared capabilities, read by comparisons: ``likelihood`` (``"exact"``, ``"bound"``,
+      ``"estimate"`` or None), ``role``, ``sample_observations`` (sample through the
+      likelihood), ``budgets`` (named training budgets), ``compare_options`` (settings used
+      when compared with other families).
     """
 
     name: str
     summary: str
-    build: Callable[[Any, dict], Any]
-    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    build: Callable[..., Any]
+    config: type | None = None
+    trainer: str = "svi"
+    trainer_settings: tuple[str, ...] | None = None
+    default_estimator: str | Callable[[Any], str] = "reparam"
+    defaults: dict[str, Any] = field(default_factory=dict)
+    budget: Callable[[Any], dict] | None = None
+    threads: Callable[[Any], int | None] | None = None
+    prepare: Callable[..., Any] | None = None
+    guide: Callable[..., Any] | None = None
     train: Callable[..., Any] | None = None
     evaluate: Callable[..., dict] | None = None
+    monitor: Callable[..., dict] | None = None
     load: Callable[..., Any] | None = None
-    default_estimator: str = "reparam"
-    extra: dict = field(default_factory=dict)
+    state: Callable[[Any], dict] | None = None
+    state_file: str | None = None
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    likelihood: str | None = None
+    role: str = "model"
+    sample_observations: bool = False
+    budgets: dict[str, dict] = field(default_factory=dict)
+    compare_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"family {self.name!r}: trainer must be one of {TRAINERS}, got {self.trainer!r}")
+        if self.trainer == "custom" and self.train is None:
+            raise ValueError(f"family {self.name!r}: a custom trainer needs train=")
 
 
 _REGISTRY: dict[str, ModelFamily] = {}
@@ -63,7 +115,12 @@ def _load_entry_points() -> None:
     if _LOADED:
         return
     _LOADED = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    if not any(ep.name == "vae" for ep in eps):  # a source tree that was never pip-installed
+        from importlib.metadata import EntryPoint
+
+        eps.append(EntryPoint("vae", "pyro_gen.families.vae:VAE_FAMILY", ENTRY_POINT_GROUP))
+    for ep in eps:
         try:
             fam = ep.load()
         except Exception as e:  # a broken plug-in must not break the CLI for everyone
@@ -73,10 +130,6 @@ def _load_entry_points() -> None:
             continue
         if isinstance(fam, ModelFamily) and fam.name not in _REGISTRY:
             _REGISTRY[fam.name] = fam
-    if "vae" not in _REGISTRY:  # running from a source tree that was never pip-installed
-        from .families.vae import VAE_FAMILY
-
-        _REGISTRY["vae"] = VAE_FAMILY
 
 
 def families() -> dict[str, ModelFamily]:

@@ -1,60 +1,344 @@
-"""Run folders: fit a registered family on a named data set and write everything a person opens.
+"""Run folders: plan a run from the settings, fit a registered family with the engine, evaluate, report.
 
-A run folder holds ``config.json`` (how to rebuild the model), ``metrics.json``,
-``history.csv``, ``checkpoint.pt`` and PNG figures.
+A run folder holds ``config.json`` (the :class:`RunPlan`: run, training, trainer and model
+settings, enough to re-run it with ``pyro-gen fit --config RUN/config.json``),
+``metrics.json``, ``history.csv``, ``checkpoint.pt`` and the figures :func:`pyro_gen.report.report`
+writes. Families only declare; this module is the one place that wires them to the engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyro
-import torch
-
-from .data import DataSplit, load_data
-from .inference import elbo_per_point, evaluate, fit, load_checkpoint
-from .registry import get_family
-from .report import (
-    image_grid,
-    plot_2d_samples,
-    plot_elbo_curve,
-    plot_latent_manifold,
-    plot_latent_scatter,
-    reconstruction_grid,
-    write_json,
-)
+from .config import AdversarialConfig, RunConfig, SVIConfig, TrainConfig, build, to_dict
+from .registry import ModelFamily, get_family
 
 CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+SECTIONS = ("run", "train", "trainer", "model")
 
 
-def write_figures(model: Any, data: DataSplit, history: list[dict], out: Path) -> list[str]:
-    """Write the figures that apply to ``model`` and ``data``; return their file names."""
-    written = []
-    if history and "train_elbo" in history[0]:
-        written.append(plot_elbo_curve(history, out / "elbo.png").name)
-    if hasattr(model, "sample"):
-        torch.manual_seed(0)
-        samples = model.sample(64 if data.is_image else 2000)
-        if data.is_image:
-            written.append(image_grid(samples, out / "samples.png", data.shape, title="samples").name)
-        elif data.dim == 2:
-            written.append(plot_2d_samples(data.test, samples, out / "samples.png").name)
-    if hasattr(model, "reconstruct") and data.is_image:
-        x = data.test[:30]
-        written.append(
-            reconstruction_grid(x, model.reconstruct(x), data.shape, out / "reconstructions.png").name
+def trainer_config_class(family: ModelFamily) -> type | None:
+    """Return the settings dataclass of the family's trainer (SVIConfig, AdversarialConfig, or None)."""
+    return {"svi": SVIConfig, "adversarial": AdversarialConfig}.get(family.trainer)
+
+
+def trainer_fields(family: ModelFamily) -> list[str]:
+    """Return the trainer settings the family honours (those become flags)."""
+    cls = trainer_config_class(family)
+    if cls is None:
+        return []
+    names = [f.name for f in fields(cls)]
+    return names if family.trainer_settings is None else [n for n in names if n in family.trainer_settings]
+
+
+def section_classes(family: ModelFamily) -> dict[str, type | None]:
+    """Return the settings dataclass of each section of a run of ``family``."""
+    return {
+        "run": RunConfig,
+        "train": TrainConfig,
+        "trainer": trainer_config_class(family),
+        "model": family.config,
+    }
+
+
+@dataclass
+class RunPlan:
+    """Everything a run of one family needs, as settings objects; ``config.json`` is this serialized.
+
+    ``given`` holds the training settings the user gave explicitly (a custom trainer refuses
+    those it cannot honour).
+    """
+
+    family: ModelFamily
+    run: RunConfig
+    train: TrainConfig
+    trainer: Any
+    model: Any
+    given: set[str] = field(default_factory=set)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the plan as a JSON-ready dict (``family`` and one dict per section)."""
+        model = to_dict(self.model) if dataclasses.is_dataclass(self.model) else dict(self.model)
+        return {
+            "family": self.family.name,
+            "run": to_dict(self.run),
+            "train": to_dict(self.train),
+            "trainer": {k: v for k, v in to_dict(self.trainer).items() if k in trainer_fields(self.family)}
+            if self.trainer is not None
+            else {},
+            "model": model,
+            "given": sorted(self.given),
+        }
+
+
+def plan_run(family_name: str, **sections: dict[str, Any] | None) -> RunPlan:
+    """Return the :class:`RunPlan` for ``family_name`` from per-section settings.
+
+    ``sections`` are dicts named ``run``, ``train``, ``trainer`` and ``model`` (the user's
+    settings; ``None`` values are left at their default). The layers, lowest first: the
+    dataclass defaults, the family's ``defaults``, the user's settings. A key that belongs
+    to no section, or a trainer setting the family does not honour, raises ``ValueError``.
+    """
+    family = get_family(family_name)
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown settings section(s): {', '.join(sorted(unknown))}")
+    classes = section_classes(family)
+    honoured = set(trainer_fields(family))
+    user = {s: {k: v for k, v in (sections.get(s) or {}).items() if v is not None} for s in SECTIONS}
+    bad = sorted(set(user["trainer"]) - honoured)
+    if bad:
+        what = "has no trainer settings" if not honoured else f"takes only {', '.join(sorted(honoured))}"
+        raise ValueError(
+            f"{', '.join('--' + b.replace('_', '-') for b in bad)}: the {family.name} family {what}"
         )
-    if getattr(model, "latent_dim", None) == 2 and hasattr(model, "decode") and data.is_image:
-        written.append(plot_latent_manifold(model.decode, data.shape, out / "latent_manifold.png").name)
-        if hasattr(model, "encode"):
-            codes = model.encode(data.test)[0]
-            written.append(plot_latent_scatter(codes, data.test_labels, out / "latent_scatter.png").name)
-    return written
+    family_defaults: dict[str, dict] = {s: {} for s in SECTIONS}
+    for key, value in family.defaults.items():
+        for s in SECTIONS:
+            cls = classes[s]
+            if cls is not None and key in {f.name for f in fields(cls)}:
+                family_defaults[s][key] = value
+                break
+        else:
+            raise ValueError(f"family {family.name!r} declares a default for unknown setting {key!r}")
+    objs = {}
+    for s in SECTIONS:
+        cls = classes[s]
+        if cls is None:
+            if s == "model":
+                objs[s] = {**family_defaults[s], **user[s]}
+            elif user[s]:
+                raise ValueError(f"the {family.name} family takes no {s} settings: {sorted(user[s])}")
+            else:
+                objs[s] = None
+            continue
+        objs[s] = build(cls, family_defaults[s], user[s])
+    return RunPlan(family, objs["run"], objs["train"], objs["trainer"], objs["model"], set(user["train"]))
+
+
+def plan_from_dict(values: dict[str, Any]) -> RunPlan:
+    """Return the plan stored in a ``config.json`` dict (``ValueError`` naming a bad entry)."""
+    if not isinstance(values, dict) or "family" not in values or "run" not in values:
+        raise ValueError("not a pyro-gen run configuration (it needs 'family' and 'run')")
+    plan = plan_run(values["family"], **{s: values.get(s) for s in SECTIONS})
+    plan.given = set(values.get("given", []))
+    return plan
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Return the dict in a run's ``config.json`` (a folder or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (is {path.parent} a run folder?)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from e
+
+
+def load_run_data(config: dict[str, Any]):
+    """Return the :class:`~pyro_gen.data.DataSplit` a run trained on, from its ``config.json`` dict."""
+    plan = plan_from_dict(config)
+    return _prepare(plan, _load_split(plan))
+
+
+def _load_split(plan: RunPlan):
+    from .data import load_data
+
+    binarize = None if plan.run.binarize == "none" else plan.run.binarize
+    return load_data(plan.run.data, binarize=binarize, seed=plan.train.seed or 0)
+
+
+def _prepare(plan: RunPlan, data):
+    if plan.family.prepare is None:
+        return data
+    return plan.family.prepare(data, plan.model, plan.run.data, plan.train.seed or 0)
+
+
+def _with_budget(plan: RunPlan, data) -> TrainConfig:
+    train = plan.train
+    if train.epochs is None and train.steps is None:
+        budget = plan.family.budget(data) if plan.family.budget is not None else {"epochs": 10.0}
+        budget = {k: v for k, v in budget.items() if k not in plan.given}
+        train = dataclasses.replace(train, **budget)
+    if train.threads is None and plan.family.threads is not None:
+        train = dataclasses.replace(train, threads=plan.family.threads(data))
+    if train.checkpoint_every is None:
+        n = data.train.shape[0]
+        train = dataclasses.replace(train, checkpoint_every=max(1, n // min(train.batch_size, n)))
+    return train
+
+
+def _estimator(plan: RunPlan) -> str:
+    est = plan.trainer.estimator if plan.trainer is not None else None
+    if est:
+        return est
+    default = plan.family.default_estimator
+    return default(plan.model) if callable(default) else default
+
+
+def _train(plan: RunPlan, model, data, train: TrainConfig, out: Path, progress: bool | None):
+    from .inference.engine import train as run_engine
+
+    family = plan.family
+    train = dataclasses.replace(train, progress=progress)
+    ckpt = out / CHECKPOINT
+    resume = None
+    if plan.run.resume:
+        if family.trainer == "custom":
+            raise ValueError(
+                f"--resume: the {family.name} family's trainer has no checkpoints to resume from"
+            )
+        if not ckpt.is_file():
+            raise ValueError(f"--resume: {ckpt} does not exist")
+        resume = ckpt
+    common = {"test_data": data.test, "transform": data.batch_transform, "checkpoint": ckpt, "resume": resume}
+    seed = train.seed or 0
+    if family.trainer == "svi":
+        from .inference.svi import SVIObjective
+
+        guide = family.guide(model, plan.model) if family.guide is not None else None
+        objective = SVIObjective(
+            model,
+            guide,
+            estimator=_estimator(plan),
+            num_particles=plan.trainer.num_particles,
+            eval_particles=plan.trainer.eval_particles,
+        )
+        return run_engine(objective, data.train, train, **common)
+    if family.trainer == "adversarial":
+        from .inference.adversarial import AdversarialObjective
+
+        monitor = None
+        if family.monitor is not None:
+
+            def monitor(gan):
+                return family.monitor(gan, data, plan.model, seed)
+
+        objective = AdversarialObjective(model, plan.trainer, eval_fn=monitor)
+        return run_engine(objective, data.train, train, **common)
+    if family.trainer == "loss":
+        from .inference.loss import LossObjective
+
+        return run_engine(LossObjective(model), data.train, train, **common)
+    # a custom trainer keeps no engine checkpoints (and --resume is refused above)
+    return family.train(
+        model, data, plan.model, dataclasses.replace(train, checkpoint_every=None), plan.given
+    )
+
+
+def _evaluate(plan: RunPlan, model, data, progress: bool | None) -> dict[str, Any]:
+    family, seed = plan.family, plan.train.seed or 0
+    if family.evaluate is not None:
+        return family.evaluate(model, data, plan.model, seed)
+    import torch
+
+    from .evaluation import evaluate
+    from .inference.svi import elbo_per_point
+
+    metrics: dict[str, Any] = {}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        if callable(getattr(model, "guide", None)):
+            train_eval = data.train if data.batch_transform is None else data.batch_transform(data.train)
+            metrics["train_elbo"] = elbo_per_point(model.model, model.guide, train_eval)
+        ev = evaluate(model, data.test, k=plan.run.k, progress=bool(progress))
+    metrics.update(
+        test_elbo=ev.elbo,
+        test_log_likelihood=ev.log_likelihood,
+        test_bits_per_dim=ev.bits_per_dim,
+        k=ev.k,
+        likelihood_kind=ev.kind,
+    )
+    metrics.update(ev.metrics)
+    return metrics
+
+
+def run_plan(
+    plan: RunPlan, *, out: str | os.PathLike | None = None, progress: bool | None = True
+) -> dict | None:
+    """Fit, evaluate and report one run of ``plan`` into ``out`` (default: ``plan.run.out``).
+
+    Returns the metrics also written to ``metrics.json``: ``model``, ``data``, ``estimator``,
+    ``kind``, ``steps``, ``epochs``, ``seconds`` (training wall seconds, steps only),
+    ``cpu_seconds``, ``ms_per_step``, ``threads``, ``device``, the evaluation
+    (``train_elbo``, ``test_elbo``, ``test_log_likelihood`` in nats per data point,
+    ``test_bits_per_dim``, ``k`` where they apply) and ``eval_seconds`` (wall seconds of
+    the final evaluation). Under ``torchrun`` every rank trains; only rank 0 writes files and
+    evaluates (other ranks return None).
+    """
+    import time
+
+    import pyro
+    import torch
+    import torch.distributed as dist
+
+    from .report import report, write_json, write_metrics
+
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    family = plan.family
+    out = Path(out or plan.run.out or f"runs/{family.name}-{plan.run.data.split(':')[0]}")
+    out.mkdir(parents=True, exist_ok=True)
+    seed = plan.train.seed or 0
+    pyro.set_rng_seed(seed)
+    pyro.clear_param_store()
+    data = _prepare(plan, _load_split(plan))
+    model = family.build(data, plan.model)
+    train = _with_budget(plan, data)
+    if rank == 0 and not plan.run.resume:
+        config = {**plan.to_dict(), "data_info": _data_info(data)}
+        config["run"]["out"] = str(out)
+        write_json(config, out / CONFIG)
+    result = _train(plan, model, data, train, out, progress and rank == 0)
+    if rank != 0:
+        return None
+    if family.trainer == "adversarial" and isinstance(model, torch.nn.Module):
+        model.cpu()  # (after --device cuda) evaluation, figures and loading work on the CPU
+    if family.state is not None:
+        torch.save(family.state(model), out / (family.state_file or "model.pt"))
+    metrics: dict[str, Any] = {
+        "model": family.name,
+        "data": plan.run.data,
+        "estimator": result.estimator,
+        "kind": result.kind,
+        "seed": seed,
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "seconds": result.seconds,
+        "cpu_seconds": result.cpu_seconds,
+        "ms_per_step": result.ms_per_step,
+        "step_ms": result.step_ms,
+        "train_eval_seconds": result.eval_seconds,
+        "threads": result.threads,
+        "device": result.device,
+    }
+    t0 = time.perf_counter()
+    metrics.update(_evaluate(plan, model, data, progress))
+    metrics["eval_seconds"] = time.perf_counter() - t0
+    metrics["checkpoint"] = CHECKPOINT if (out / CHECKPOINT).exists() else None
+    # the report shows the family's model object, whatever the trainer returned as its model
+    written = report(dataclasses.replace(result, model=model), out, data=data, metrics=metrics, seed=seed)
+    metrics["figures"] = [p.name for p in written if p.suffix == ".png"]
+    write_metrics(metrics, out)
+    return metrics
+
+
+def _data_info(data) -> dict[str, Any]:
+    return {
+        "name": data.name,
+        "shape": list(data.shape),
+        "dim": data.dim,
+        "binarized": data.binarized,
+        "num_levels": data.num_levels,
+    }
 
 
 def run_fit(
@@ -66,147 +350,86 @@ def run_fit(
     seed: int = 0,
     epochs: float | None = None,
     steps: int | None = None,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    optimizer: str = "adam",
-    lr_schedule: str = "constant",
-    warmup_steps: int = 0,
-    estimator: str | None = None,
-    num_particles: int = 1,
     k: int = 5000,
-    binarize: str | None = "dynamic",
+    binarize: str | None = "default",
     resume: bool = False,
-    progress: bool = True,
-    device: str | None = None,
+    progress: bool | None = True,
+    estimator: str | None = None,
+    num_particles: int | None = None,
+    **train_settings: Any,
 ) -> dict[str, Any] | None:
     """Fit ``family_name`` on ``data_spec``, evaluate on the test split, write the run folder.
 
-    Returns the metrics dict also written to ``metrics.json``: ``train_elbo``, ``test_elbo``,
-    ``test_log_likelihood`` (nats per data point, IS with ``k`` samples),
-    ``test_bits_per_dim``, ``steps``, ``seconds`` (training wall time) and the settings.
-    Under ``torchrun`` every rank trains; only rank 0 writes files and evaluates (other ranks
-    return None).
+    ``options`` are the family's settings (its config dataclass fields; trainer settings
+    such as a GAN's ``loss`` are accepted there too); ``train_settings`` are further
+    :class:`~pyro_gen.config.TrainConfig` fields (``batch_size``, ``lr``, ``device``, ...).
+    Settings left out take the family's defaults, as on the command line. ``binarize`` is
+    ``"dynamic"``, ``"static"``, ``None`` (no binarization) or ``"default"`` (the family's
+    choice). Returns the metrics of :func:`run_plan`.
     """
-    import torch.distributed as dist
-
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     family = get_family(family_name)
-    options = dict(options or {})
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    pyro.set_rng_seed(seed)
-    pyro.clear_param_store()
-    data = load_data(data_spec, binarize=binarize, seed=seed)
-    model = family.build(data, options)
-    estimator = estimator or family.default_estimator
-    config = {
-        "family": family.name,
-        "data": data_spec,
-        "data_name": data.name,
-        "shape": list(data.shape),
-        "dim": data.dim,
-        "binarize": binarize,
-        "options": options,
-        "seed": seed,
-        "epochs": epochs,
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "optimizer": optimizer,
-        "lr_schedule": lr_schedule,
-        "warmup_steps": warmup_steps,
-        "estimator": estimator,
-        "num_particles": num_particles,
-        "k": k,
-    }
-    ckpt = out / CHECKPOINT
-    if not resume and rank == 0:
-        write_json(config, out / "config.json")
-    if family.train is not None:
-        result = family.train(
-            model,
-            data,
-            {**config, "progress": progress and rank == 0, "device": device, "resume": resume},
-            out,
-        )
-    else:
-        result = fit(
-            model,
-            data.train,
-            estimator=estimator,
-            num_particles=num_particles,
-            optimizer=optimizer,
-            lr=lr,
-            lr_schedule=lr_schedule,
-            warmup_steps=warmup_steps,
-            batch_size=batch_size,
-            epochs=epochs,
-            steps=steps,
-            test_data=data.test,
-            transform=data.batch_transform,
-            seed=seed,
-            checkpoint=ckpt,
-            checkpoint_every=max(1, data.train.shape[0] // batch_size),
-            resume=ckpt if resume else None,
-            progress=progress and rank == 0,
-            device=device,
-        )
-    if rank != 0:
-        return None
-    result.write_history(out / "history.csv")
-    metrics: dict[str, Any] = {
-        "model": family.name,
-        "data": data_spec,
-        "estimator": result.estimator,
-        "seed": seed,
-        "steps": result.steps,
-        "epochs": result.epochs,
-        "seconds": result.seconds,
-    }
-    t0 = time.perf_counter()
-    if family.evaluate is not None:
-        metrics.update(family.evaluate(model, data, config))
-    else:
-        train_eval = data.train if data.batch_transform is None else data.batch_transform(data.train)
-        metrics["train_elbo"] = elbo_per_point(model.model, model.guide, train_eval)
-        ev = evaluate(model, data.test, k=k, progress=progress)
-        metrics.update(
-            test_elbo=ev["elbo"],
-            test_log_likelihood=ev["log_likelihood"],
-            test_bits_per_dim=ev["bits_per_dim"],
-            k=k,
-        )
-    metrics["eval_seconds"] = time.perf_counter() - t0
-    metrics["figures"] = write_figures(model, data, result.history, out)
-    metrics["checkpoint"] = CHECKPOINT if (out / CHECKPOINT).exists() else None
-    write_json(metrics, out / "metrics.json")
-    return metrics
+    classes = section_classes(family)
+    model_opts, trainer_opts = {}, {}
+    trainer_names = {f.name for f in fields(classes["trainer"])} if classes["trainer"] else set()
+    model_names = {f.name for f in fields(family.config)} if family.config else None
+    train_names = {f.name for f in fields(TrainConfig)}
+    for key, value in (options or {}).items():
+        if model_names is None or key in model_names:
+            model_opts[key] = value
+        elif key in trainer_names:
+            trainer_opts[key] = value
+        elif key in train_names:
+            train_settings.setdefault(key, value)
+        else:
+            raise ValueError(f"unknown option {key!r} for the {family.name} family")
+    trainer_opts.update({k: v for k, v in (("estimator", estimator), ("num_particles", num_particles)) if v})
+    run = {"data": data_spec, "out": str(out), "k": k, "resume": resume}
+    if binarize != "default":
+        run["binarize"] = binarize or "none"
+    plan = plan_run(
+        family_name,
+        run=run,
+        train={"seed": seed, "epochs": epochs, "steps": steps, **train_settings},
+        trainer=trainer_opts,
+        model=model_opts,
+    )
+    return run_plan(plan, out=out, progress=progress)
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[Any, dict]:
     """Rebuild the trained model of a run folder; return ``(model, config)``."""
+    import pyro
+    import torch
+
+    from .data import DataSplit
+    from .inference import load_checkpoint
+
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_path} is not valid JSON ({e})") from e
-    family = get_family(config["family"])
-    if family.load is not None:
-        return family.load(run_dir, config), config
-    dim = int(config["dim"])
+    config = read_config(run_dir)
+    plan = plan_from_dict(config)
+    info = config.get("data_info") or {}
+    if "dim" not in info:
+        raise ValueError(f"{run_dir / CONFIG} has no data_info: not a run folder this version can load")
+    dim = int(info["dim"])
     stub = DataSplit(
-        name=config.get("data_name", "data"),
-        train=torch.full((1, dim), 0.5),
+        name=info.get("name", "data"),
+        train=torch.linspace(0.25, 0.75, 2).unsqueeze(1).expand(2, dim).contiguous(),
         test=torch.full((1, dim), 0.5),
-        shape=tuple(config["shape"]),
+        shape=tuple(info["shape"]),
+        binarized=bool(info.get("binarized", False)),
+        num_levels=info.get("num_levels"),
     )
-    model = family.build(stub, config.get("options", {}))
+    family = plan.family
+    if family.load is not None:
+        return family.load(run_dir, plan.model, stub), config
+    model = family.build(stub, plan.model)
     state = load_checkpoint(run_dir / CHECKPOINT)
     if state["module_state"] is not None and isinstance(model, torch.nn.Module):
-        model.load_state_dict(state["module_state"])
+        try:
+            model.load_state_dict(state["module_state"])
+        except RuntimeError as e:
+            first = str(e).splitlines()[0]
+            raise ValueError(f"{run_dir / CHECKPOINT} does not match the model in {CONFIG} ({first})") from e
         model.eval()
     pyro.get_param_store().set_state(state["param_store"])
     return model, config
@@ -217,6 +440,11 @@ def sample_run(run_dir: str | os.PathLike, num: int, out_file: str | os.PathLike
 
     Writes a PNG grid (images) or scatter (2-D data) beside it; returns the written paths.
     """
+    import numpy as np
+    import torch
+
+    from .report import image_grid, plot_2d_samples
+
     if num <= 0:
         raise ValueError(f"--num must be positive, got {num}")
     out_file = Path(out_file)
@@ -227,7 +455,7 @@ def sample_run(run_dir: str | os.PathLike, num: int, out_file: str | os.PathLike
         raise ValueError(f"model family {config['family']!r} cannot sample")
     torch.manual_seed(seed)
     x = model.sample(num).detach().cpu()
-    shape = tuple(config["shape"])
+    shape = tuple(config["data_info"]["shape"])
     arr = x.reshape(num, *shape).numpy()
     out_file.parent.mkdir(parents=True, exist_ok=True)
     np.save(out_file, arr)

@@ -13,6 +13,7 @@ _WHERE = {
     "assemble": "convert",
     "from_guide": "convert",
     "from_mcmc": "convert",
+    "from_nuts": "convert",
     "load_inference_data": "convert",
     "save_inference_data": "convert",
     "to_inference_data": "convert",
@@ -20,8 +21,10 @@ _WHERE = {
     "ess_verdict": "mcmc",
     "loo": "mcmc",
     "mcmc_diagnostics": "mcmc",
+    "pareto_k_threshold": "mcmc",
     "rhat_verdict": "mcmc",
     "active_units": "variational",
+    "all_in_data_plate": "variational",
     "amortization_gap": "variational",
     "importance_gap": "variational",
     "khat_from_inference_data": "variational",
@@ -30,7 +33,6 @@ _WHERE = {
     "psis_diagnostic": "variational",
     "psis_khat": "variational",
     "variational_log_weights": "variational",
-    "diagnose_run": "command",
 }
 
 __all__ = sorted(_WHERE)

@@ -1,4 +1,4 @@
-"""Turn any pyro-gen fit into ArviZ ``InferenceData``: MCMC runs, SVI guides, amortized encoders.
+"""Turn any pyro-gen fit into ArviZ ``InferenceData``: NUTS fits, MCMC runs, SVI guides, amortized encoders.
 
 ``az.from_pyro`` only accepts a ``pyro.infer.MCMC`` run and leaves dimension names to the
 caller. Here every fit goes through one path that reads the names off the model itself:
@@ -38,8 +38,10 @@ import xarray as xr
 from pyro.infer import MCMC, Predictive
 from pyro.poutine.util import site_is_subsample
 
+from ..inference.mcmc import pointwise_log_likelihood
 from ..inference.result import FitResult
 from ..inference.svi import resolve_pair
+from ..inference.traces import max_plate_nesting, sum_log_prob
 from ..models.base import DATA_PLATE
 
 ARVIZ_1 = int(az.__version__.split(".")[0]) >= 1
@@ -116,19 +118,6 @@ def _sample_sites(trace) -> dict[str, dict]:
     }
 
 
-def max_plate_nesting(model: Callable, guide: Callable | None, args: tuple, kwargs: dict) -> int:
-    """Return how many nested vectorized plates the model (and guide) use."""
-    traces = []
-    if guide is not None:
-        gtr = poutine.trace(guide).get_trace(*args, **kwargs)
-        traces.append(gtr)
-        traces.append(poutine.trace(poutine.replay(model, trace=gtr)).get_trace(*args, **kwargs))
-    else:
-        traces.append(poutine.trace(model).get_trace(*args, **kwargs))
-    dims = [-d for tr in traces for site in _sample_sites(tr).values() for d in _plates(site)]
-    return max(dims, default=0)
-
-
 def _name_batch(
     name: str, value: torch.Tensor, event_dim: int, plates: dict[int, str], nesting: int, drawn: bool
 ):
@@ -169,13 +158,8 @@ def _site_log_prob(site: dict) -> torch.Tensor:
 
 def _reduce_to(lp: torch.Tensor, plates: dict[int, str], nesting: int, per_point: bool) -> torch.Tensor:
     """Sum a ``log_prob`` batch tensor to ``(S,)`` or, with ``per_point``, to ``(S, N)``."""
-    width = nesting + 1
-    lp = lp.reshape((1,) * (width - lp.dim()) + tuple(lp.shape))
-    if not per_point:
-        return lp.reshape(lp.shape[0], -1).sum(-1)
-    data_dim = next(d for d, n in plates.items() if n == DATA_PLATE)
-    lp = lp.movedim(width + data_dim, 1)
-    return lp.reshape(lp.shape[0], lp.shape[1], -1).sum(-1)
+    data_dim = next(d for d, n in plates.items() if n == DATA_PLATE) if per_point else None
+    return sum_log_prob(lp, -nesting - 1, data_dim)
 
 
 # --------------------------------------------------------------------------- guides
@@ -417,6 +401,47 @@ def from_mcmc(
     return idata
 
 
+# --------------------------------------------------------------------------- NUTS fits
+NUTS_DIMS = {
+    "weights": ["component"],
+    "locs": ["component", "dim"],
+    "scales": ["component", "dim"],
+    "corr_chol": ["component", "dim", "dim_b"],
+}
+
+
+@torch.no_grad()
+def from_nuts(result: FitResult, data: torch.Tensor | None = None, *, coords: dict | None = None) -> Any:
+    """Return the InferenceData of a :func:`~pyro_gen.inference.mcmc.fit_nuts` result (``kind="nuts"``).
+
+    ``posterior`` holds the label-aligned draws (dims ``chain``, ``draw``, ``component``,
+    ``dim``, ...); ``sample_stats.diverging`` the divergent transitions per draw where the fit
+    recorded them. With ``data`` (the points the fit saw, or held-out points) it adds
+    ``log_likelihood.obs`` = log p(x_n | theta) per draw, dims (chain, draw, data), in nats,
+    and ``observed_data.obs``, so PSIS-LOO works.
+    """
+    if result.kind != "nuts" or "samples" not in result.params:
+        raise ValueError(
+            f"from_nuts needs a FitResult of kind 'nuts' with posterior samples, got {result.kind!r}"
+        )
+    draws = result.params["samples"]
+    posterior = {name: v.detach().cpu().numpy() for name, v in draws.items()}
+    dims = {n: d for n, d in NUTS_DIMS.items() if n in posterior}
+    groups = {"posterior": _dataset(posterior, dims, coords, sampled=True)}
+    if "diverging" in result.params:
+        groups["sample_stats"] = _dataset(
+            {"diverging": np.asarray(result.params["diverging"], dtype=bool)}, {}, coords, sampled=True
+        )
+    if data is not None:
+        x = torch.as_tensor(data)
+        ll = pointwise_log_likelihood(result.model, draws, x)
+        groups["log_likelihood"] = _dataset({"obs": ll.numpy()}, {"obs": [DATA_PLATE]}, coords, sampled=True)
+        groups["observed_data"] = _dataset(
+            {"obs": x.double().numpy()}, {"obs": [DATA_PLATE, "dim"]}, coords, sampled=False
+        )
+    return assemble(groups, {"inference": "nuts"})
+
+
 # --------------------------------------------------------------------------- dispatch
 def to_inference_data(
     source: Any,
@@ -431,12 +456,20 @@ def to_inference_data(
     seed: int | None = None,
     **kw: Any,
 ) -> Any:
-    """Return ArviZ InferenceData for any fit; see :func:`from_mcmc` and :func:`from_guide`.
+    """Return ArviZ InferenceData for any fit (ArviZ 0.x ``InferenceData``, 1.x ``DataTree``).
 
-    ``source`` is a ``pyro.infer.MCMC`` run; a ``FitResult``; a ``(model, guide)`` pair; a
-    list of ``FitResult`` (or of pairs) from independent SVI runs, which become chains; a model object
-    with ``.model``/``.guide`` (VAE: the encoder's per-data-point posteriors); or a model
-    function with ``guide=``.
+    ``source`` is
+
+    * a ``FitResult`` of kind ``"nuts"`` (:func:`~pyro_gen.inference.mcmc.fit_nuts`): its
+      aligned draws, see :func:`from_nuts` (``data`` adds the pointwise log-likelihood);
+    * a ``pyro.infer.MCMC`` run: see :func:`from_mcmc`;
+    * a ``FitResult`` of another kind with a guide (``"svi"``): ``num_samples`` guide draws per
+      chain, see :func:`from_guide`;
+    * a list of ``FitResult`` (or of ``(model, guide)`` pairs) from independent SVI runs,
+      which become chains; a ``(model, guide)`` pair; a model object with ``.model``/``.guide``
+      (a VAE: the encoder's per-data-point posteriors); or a model function with ``guide=``.
+
+    ``ValueError`` for a source that has none of these.
     """
     if isinstance(source, MCMC):
         return from_mcmc(
@@ -446,6 +479,8 @@ def to_inference_data(
             coords=coords,
             **kw,
         )
+    if isinstance(source, FitResult) and source.kind == "nuts":
+        return from_nuts(source, data if log_likelihood else None, coords=coords)
     common = dict(
         num_samples=num_samples,
         posterior_predictive=posterior_predictive,
@@ -459,5 +494,9 @@ def to_inference_data(
     if isinstance(source, list | tuple):
         return from_guide(None, data=data, runs=list(source), **common)
     if isinstance(source, FitResult):
+        if source.guide is None and guide is None and not callable(getattr(source.model, "guide", None)):
+            raise ValueError(
+                f"a FitResult of kind {source.kind!r} without a guide has no posterior to convert"
+            )
         return from_guide(source.model, guide or source.guide, data, num_chains=num_chains, **common)
     return from_guide(source, guide, data, num_chains=num_chains, **common)

@@ -34,10 +34,10 @@ from pyro.infer.importance import vectorized_importance_weights
 from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
-from ..inference.evaluate import importance_log_likelihood, log_weights
+from ..evaluation.likelihood import importance_log_likelihood, log_weights
 from ..inference.svi import resolve_pair
+from ..inference.traces import max_plate_nesting
 from ..models.base import DATA_PLATE, data_plate
-from .convert import max_plate_nesting
 
 KHAT_GOOD = 0.5
 KHAT_OK = 0.7
@@ -128,7 +128,11 @@ def _summarize_khat(k: float | np.ndarray) -> dict[str, Any]:
     }
 
 
-def _all_in_data_plate(model_fn: Callable, guide_fn: Callable, args: tuple) -> bool:
+def all_in_data_plate(model_fn: Callable, guide_fn: Callable, args: tuple) -> bool:
+    """Return True when every sample site of the guide and the model lies in the ``"data"`` plate.
+
+    Such a pair (an amortized encoder and its model) has importance weights per data point.
+    """
     gtr = poutine.trace(guide_fn).get_trace(*args)
     mtr = poutine.trace(poutine.replay(model_fn, trace=gtr)).get_trace(*args)
     return all(
@@ -146,14 +150,14 @@ def variational_log_weights(
     """Return ``(log_weights, per_point)``: log p(x, z) - log q(z | x) in nats, z ~ q.
 
     For amortized guides (every site inside the data plate) the weights are ``(S, N)``, one
-    column per data point (via :func:`pyro_gen.inference.evaluate.log_weights`); otherwise
+    column per data point (via :func:`pyro_gen.evaluation.likelihood.log_weights`); otherwise
     ``(S,)`` for the whole data set (via Pyro's ``vectorized_importance_weights``).
     """
     data = _check_data(data)
     model_fn, guide_fn, module = resolve_pair(model, guide)
     if module is not None:
         module.eval()
-    if _all_in_data_plate(model_fn, guide_fn, (data,)):
+    if all_in_data_plate(model_fn, guide_fn, (data,)):
         return log_weights(model_fn, guide_fn, data, num_samples), True
     nesting = max_plate_nesting(model_fn, guide_fn, (data,), {})
     lw, _, _ = vectorized_importance_weights(
@@ -198,7 +202,7 @@ def importance_gap(
     """
     data = _check_data(data)
     model_fn, guide_fn, _ = resolve_pair(model, guide)
-    if _all_in_data_plate(model_fn, guide_fn, (data,)):
+    if all_in_data_plate(model_fn, guide_fn, (data,)):
         ev = importance_log_likelihood(model, data, guide=guide, k=k, progress=progress)
         ll, elbo = ev["log_likelihood"], ev["elbo"]
     else:

@@ -2,84 +2,105 @@
 
 ``em`` is closed-form EM (:class:`~pyro_gen.inference.em.GaussianMixtureEM`); ``svi`` fits the
 Pyro model (:mod:`pyro_gen.models.gmm`) with ``TraceEnum_ELBO`` and a MAP (``AutoDelta``) or
-variational (``AutoNormal``) guide through the common ``fit`` loop; ``nuts`` samples the
-posterior with NUTS. SVI and NUTS start from EM's k-means++ starting point. The fitted
-mixture is written to ``mixture.pt`` in the run folder, which ``pyro-gen sample`` reads back.
+variational (``AutoNormal``) guide through the engine; ``nuts`` samples the posterior with
+NUTS. SVI and NUTS start from EM's k-means++ starting point. EM and NUTS are not gradient
+training: training settings they cannot honour (``--lr``, ``--batch-size``, ...) are refused.
+The fitted mixture is saved as ``mixture.pt`` in the run folder, which ``pyro-gen sample`` reads.
 """
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from ..config import setting
 from ..registry import ModelFamily
 
 MIXTURE_FILE = "mixture.pt"
+# the training settings each method honours (seed, progress and threads always apply)
+HONOURED = {
+    "em": {"seed", "progress", "threads"},
+    "nuts": {"seed", "progress", "threads"},
+    "svi": None,  # all of them: the engine runs it
+}
 
 
-def _gmm_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="em", choices=["em", "svi", "nuts"], help="how to fit the mixture")
-    p.add_argument("--components", type=int, default=8, help="number of mixture components K")
-    p.add_argument(
-        "--covariance-type",
-        default="full",
-        choices=["full", "diag", "spherical"],
-        help="spherical is EM only",
+@dataclass
+class GMMConfig:
+    """Settings of the Gaussian mixture and of its three fitting methods."""
+
+    method: str = setting("em", "how to fit the mixture", choices=("em", "svi", "nuts"))
+    components: int = setting(8, "number of mixture components K")
+    covariance_type: str = setting(
+        "full", "covariance structure (spherical: EM only)", choices=("full", "diag", "spherical")
     )
-    p.add_argument("--n-init", type=int, default=1, help="EM restarts")
-    p.add_argument("--max-iter", type=int, default=200, help="EM iterations at most")
-    p.add_argument("--tol", type=float, default=1e-3, help="EM stops when the log-lik/point changes less")
-    p.add_argument("--reg-covar", type=float, default=1e-6, help="added to covariance diagonals")
-    p.add_argument(
-        "--guide",
-        default="map",
-        choices=["map", "normal"],
-        help="svi: AutoDelta (MAP) or AutoNormal (variational)",
-    )
-    p.add_argument("--num-samples", type=int, default=300, help="nuts: draws per chain")
-    p.add_argument("--num-warmup", type=int, default=300, help="nuts: warm-up steps per chain")
-    p.add_argument("--num-chains", type=int, default=2, help="nuts: chains (run one after another)")
+    n_init: int = setting(1, "EM restarts")
+    max_iter: int = setting(200, "EM iterations at most")
+    tol: float = setting(1e-3, "EM stops when the log-likelihood per point changes less")
+    reg_covar: float = setting(1e-6, "added to covariance diagonals")
+    guide: str = setting("map", "svi: AutoDelta (MAP) or AutoNormal (variational)", choices=("map", "normal"))
+    num_samples: int = setting(300, "nuts: draws per chain")
+    num_warmup: int = setting(300, "nuts: warm-up steps per chain")
+    num_chains: int = setting(2, "nuts: chains (run one after another)")
+
+    def __post_init__(self) -> None:
+        if self.components < 1:
+            raise ValueError(f"--components must be a positive integer, got {self.components}")
+        if self.covariance_type == "spherical" and self.method != "em":
+            raise ValueError("--covariance-type spherical is supported by --method em only")
+        for name in ("n_init", "max_iter", "num_samples", "num_chains"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}"
+                )
 
 
 class GaussianMixtureRun:
-    """What the family builds and trains: options plus, once fitted, the :class:`MixtureParameters`.
+    """What the family builds and trains: settings plus, once fitted, the :class:`MixtureParameters`.
 
     ``sample(num)`` draws (num, D) points; ``log_prob(x)`` gives (N,) nats per point.
     """
 
-    def __init__(self, dim: int, options: dict) -> None:
+    def __init__(self, dim: int, config: GMMConfig) -> None:
         self.dim = int(dim)
-        self.options = dict(options)
+        self.config = config
         self.params = None
         self.extra: dict[str, Any] = {}
 
-    def _fitted(self):
+    def fitted(self):
+        """Return the fitted :class:`~pyro_gen.models.gmm.MixtureParameters` (``ValueError`` before)."""
         if self.params is None:
             raise ValueError("the mixture is not fitted yet")
         return self.params
 
-    def sample(self, num: int) -> torch.Tensor:
+    def sample(self, num: int):
         """Draw ``num`` points from the fitted mixture, a (num, D) float tensor."""
-        return self._fitted().sample(num)
+        return self.fitted().sample(num)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, x):
         """Return ``log p(x_n)`` per row (nats) under the fitted (plug-in) mixture."""
-        return self._fitted().log_prob(x)
+        return self.fitted().log_prob(x)
 
 
-def _build_gmm(data, options: dict) -> GaussianMixtureRun:
-    k = int(options.get("components", 8))
-    if k < 1:
-        raise ValueError(f"--components must be a positive integer, got {k}")
-    if options.get("covariance_type") == "spherical" and options.get("method", "em") != "em":
-        raise ValueError("--covariance-type spherical is supported by --method em only")
-    return GaussianMixtureRun(data.dim, options)
+def build_gmm(data, cfg: GMMConfig) -> GaussianMixtureRun:
+    """Return an unfitted :class:`GaussianMixtureRun` for ``data``."""
+    return GaussianMixtureRun(data.dim, cfg)
 
 
-def _train_gmm(model: GaussianMixtureRun, data, config: dict, out: Path):
+def train_gmm(model: GaussianMixtureRun, data, cfg: GMMConfig, train_config, given: set[str]):
+    """Fit the mixture by ``cfg.method``; return the method's :class:`~pyro_gen.inference.FitResult`.
+
+    Refuses (``ValueError``) training settings the method cannot honour.
+    """
+    honoured = HONOURED[cfg.method]
+    if honoured is not None:
+        refused = sorted(given - honoured)
+        if refused:
+            flags = ", ".join("--" + r.replace("_", "-") for r in refused)
+            raise ValueError(
+                f"{flags}: not used by --method {cfg.method} (only gradient training takes them)"
+            )
     import pyro
     from pyro.infer import TraceEnum_ELBO
 
@@ -88,82 +109,70 @@ def _train_gmm(model: GaussianMixtureRun, data, config: dict, out: Path):
     from ..inference.svi import fit
     from ..models.gmm import GaussianMixtureModel, MixtureParameters
 
-    opts = model.options
-    method = opts.get("method", "em")
-    k = int(opts.get("components", 8))
-    cov_type = opts.get("covariance_type", "full")
-    seed = int(config.get("seed", 0))
+    seed = int(train_config.seed or 0)
     x = data.train.float()
-    progress = bool(config.get("progress", True))
-    if method == "em":
+    progress = train_config.progress
+    if cfg.method == "em":
         em = GaussianMixtureEM(
-            k,
-            covariance_type=cov_type,
-            tol=float(opts.get("tol", 1e-3)),
-            max_iter=int(opts.get("max_iter", 200)),
-            n_init=int(opts.get("n_init", 1)),
-            reg_covar=float(opts.get("reg_covar", 1e-6)),
+            cfg.components,
+            covariance_type=cfg.covariance_type,
+            tol=cfg.tol,
+            max_iter=cfg.max_iter,
+            n_init=cfg.n_init,
+            reg_covar=cfg.reg_covar,
             seed=seed,
         ).fit(x)
         model.params = MixtureParameters(em.weights_, em.means_, em.covariance_matrices())
         model.extra = {"bic": em.bic(x), "aic": em.aic(x), "converged": em.converged_}
-        result = em.result_
-    else:
-        gmm = GaussianMixtureModel.from_data(x, k, cov_type)
-        w0, m0, c0 = initial_parameters(
-            x, k, cov_type, reg_covar=float(opts.get("reg_covar", 1e-6)), seed=seed
+        return em.result_
+    gmm = GaussianMixtureModel.from_data(x, cfg.components, cfg.covariance_type)
+    w0, m0, c0 = initial_parameters(
+        x, cfg.components, cfg.covariance_type, reg_covar=cfg.reg_covar, seed=seed
+    )
+    init = gmm.init_values(w0, m0, c0)
+    if cfg.method == "svi":
+        pyro.clear_param_store()
+        guide = gmm.map_guide(init) if cfg.guide == "map" else gmm.variational_guide(init)
+        result = fit(
+            gmm.model,
+            x,
+            guide=guide,
+            estimator=TraceEnum_ELBO(max_plate_nesting=1),
+            test_data=data.test.float(),
+            config=train_config,
         )
-        init = gmm.init_values(w0, m0, c0)
-        if method == "svi":
-            pyro.clear_param_store()
-            guide_kind = opts.get("guide", "map")
-            guide = gmm.map_guide(init) if guide_kind == "map" else gmm.variational_guide(init)
-            steps, epochs = config.get("steps"), config.get("epochs")
-            result = fit(
-                gmm.model,
-                x,
-                guide=guide,
-                estimator=TraceEnum_ELBO(max_plate_nesting=1),
-                optimizer=config.get("optimizer", "adam"),
-                lr=float(config.get("lr", 1e-3)),
-                batch_size=int(config.get("batch_size", 128)),
-                steps=steps,
-                epochs=None if steps is not None else (epochs or 10),
-                test_data=data.test.float(),
-                seed=seed,
-                progress=progress,
-            )
-            result.estimator = f"svi-{guide_kind}"
-            model.params = gmm.parameters_from(guide.median(x))
-        else:
-            result = fit_nuts(
-                gmm,
-                x,
-                num_samples=int(opts.get("num_samples", 300)),
-                warmup_steps=int(opts.get("num_warmup", 300)),
-                num_chains=int(opts.get("num_chains", 2)),
-                init=init,
-                reference_locs=m0,
-                seed=seed,
-                progress=progress,
-            )
-            model.params = result.params["posterior_mean"]
-            model.extra = {
-                "max_rhat": result.params["max_rhat"],
-                "divergences": result.params["divergences"],
-                "nuts_result": result,
-            }
-    torch.save({**model.params.to_dict(), "method": method}, Path(out) / MIXTURE_FILE)
+        result.estimator = f"svi-{cfg.guide}"
+        model.params = gmm.parameters_from(guide.median(x))
+        return result
+    result = fit_nuts(
+        gmm,
+        x,
+        num_samples=cfg.num_samples,
+        warmup_steps=cfg.num_warmup,
+        num_chains=cfg.num_chains,
+        init=init,
+        reference_locs=m0,
+        seed=seed,
+        progress=bool(progress),
+    )
+    model.params = result.params["posterior_mean"]
+    model.extra = {
+        "max_rhat": result.params["max_rhat"],
+        "divergences": result.params["divergences"],
+        "nuts_result": result,
+    }
     return result
 
 
-def _evaluate_gmm(model: GaussianMixtureRun, data, config: dict) -> dict:
+def evaluate_gmm(model: GaussianMixtureRun, data, cfg: GMMConfig, seed: int = 0) -> dict:
+    """Return train/test log-likelihoods (nats per point), and BIC/AIC or NUTS diagnostics."""
     from ..inference.mcmc import log_predictive_density
 
-    params = model._fitted()
+    params = model.fitted()
     metrics = {
         "train_log_likelihood": float(params.log_prob(data.train).mean()),
         "test_log_likelihood": float(params.log_prob(data.test).mean()),
+        "likelihood_kind": "exact",
     }
     for key in ("bic", "aic", "converged", "max_rhat", "divergences"):
         if key in model.extra:
@@ -173,7 +182,15 @@ def _evaluate_gmm(model: GaussianMixtureRun, data, config: dict) -> dict:
     return metrics
 
 
-def _load_gmm(run_dir, config: dict) -> GaussianMixtureRun:
+def gmm_state(model: GaussianMixtureRun) -> dict:
+    """Return the fitted mixture as tensors (``weights``, ``locs``, ``covariances``) and the method."""
+    return {**model.fitted().to_dict(), "method": model.config.method}
+
+
+def load_gmm(run_dir, cfg: GMMConfig, data) -> GaussianMixtureRun:
+    """Rebuild the fitted mixture of a run folder from its ``mixture.pt``."""
+    import torch
+
     from ..models.gmm import MixtureParameters
 
     path = Path(run_dir) / MIXTURE_FILE
@@ -183,7 +200,7 @@ def _load_gmm(run_dir, config: dict) -> GaussianMixtureRun:
         state = torch.load(path, weights_only=True)
     except Exception as e:  # torch raises several types for a damaged file
         raise ValueError(f"{path} is not a readable mixture file ({e})") from e
-    run = GaussianMixtureRun(int(config["dim"]), config.get("options", {}))
+    run = GaussianMixtureRun(data.dim, cfg)
     run.params = MixtureParameters(state["weights"], state["locs"], state["covariances"])
     return run
 
@@ -191,10 +208,15 @@ def _load_gmm(run_dir, config: dict) -> GaussianMixtureRun:
 GMM_FAMILY = ModelFamily(
     name="gmm",
     summary="Gaussian mixture: closed-form EM, SVI with enumerated assignments (MAP/variational), or NUTS",
-    build=_build_gmm,
-    add_arguments=_gmm_arguments,
-    train=_train_gmm,
-    evaluate=_evaluate_gmm,
-    load=_load_gmm,
+    build=build_gmm,
+    config=GMMConfig,
+    trainer="custom",
+    train=train_gmm,
     default_estimator="enum",
+    evaluate=evaluate_gmm,
+    load=load_gmm,
+    state=gmm_state,
+    state_file=MIXTURE_FILE,
+    likelihood="exact",
+    role="mixture",
 )

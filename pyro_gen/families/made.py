@@ -1,64 +1,72 @@
-"""The ``made`` family: ``pyro-gen fit made --data digits`` (exact log-likelihood, ancestral samples).
+"""The autoregressive families: ``pyro-gen fit made`` and ``pyro-gen fit pixelcnn`` (exact log-likelihood).
 
-Trained by the SVI loop with an empty guide, i.e. by maximum likelihood. Binarized data
-(the CLI default) get Bernoulli conditionals, ``--binarize none`` Gaussian ones (a density
-over the grey levels, not a probability of the discrete data).
+Both are trained by maximum likelihood with the SVI objective and an empty guide (no
+estimator or particle settings apply, and none are offered). MADE on binarized data (the
+CLI default) gets Bernoulli conditionals, with ``--binarize none`` Gaussian ones (a density
+over the grey levels, not a probability of the discrete data). PixelCNN models binary images.
 """
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from dataclasses import dataclass
 
-import torch
-
+from ..config import parse_widths, setting
 from ..registry import ModelFamily
 
 
-def _made_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hidden", default="512,512", help="masked hidden widths, comma-separated")
-    p.add_argument(
-        "--likelihood",
-        default="auto",
-        choices=["auto", "bernoulli", "gaussian"],
-        help="conditionals (auto: bernoulli for binarized data, else gaussian)",
+@dataclass
+class MADEConfig:
+    """Settings of MADE (masked autoencoder for distribution estimation)."""
+
+    hidden: str = setting("512,512", "masked hidden widths, comma-separated")
+    likelihood: str = setting(
+        "auto",
+        "conditionals (auto: bernoulli for binarized data, else gaussian)",
+        choices=("auto", "bernoulli", "gaussian"),
     )
-    p.add_argument("--order", default="natural", choices=["natural", "random"], help="autoregressive order")
-    p.add_argument("--activation", default="relu", choices=["relu", "tanh", "softplus", "elu"])
+    order: str = setting("natural", "autoregressive order", choices=("natural", "random"))
+    activation: str = setting("relu", "hidden activation", choices=("relu", "tanh", "softplus", "elu"))
+
+    def __post_init__(self) -> None:
+        parse_widths(self.hidden, "hidden")
 
 
-def build_made(data, options: dict):
+def build_made(data, cfg: MADEConfig):
     """Return an untrained :class:`~pyro_gen.models.autoregressive.MADE` for ``data``."""
+    import torch
+
     from ..models.autoregressive import MADE
 
-    likelihood = options.get("likelihood", "auto")
+    likelihood = cfg.likelihood
     if likelihood == "auto":
         likelihood = "bernoulli" if data.binarized else "gaussian"
     order = None
-    if options.get("order", "natural") == "random":
+    if cfg.order == "random":
         order = torch.randperm(data.dim, generator=torch.Generator().manual_seed(0))  # fixed: reloadable
     made = MADE(
         data.dim,
-        hidden=[int(h) for h in str(options.get("hidden", "512,512")).split(",") if h],
+        hidden=parse_widths(cfg.hidden),
         likelihood=likelihood,
         order=order,
-        activation=options.get("activation", "relu"),
+        activation=cfg.activation,
     )
     made.init_output_bias(data.train.mean(0))
     return made
 
 
-def evaluate_autoregressive(model, data, config: dict) -> dict:
+def evaluate_autoregressive(model, data, cfg, seed: int = 0) -> dict:
     """Return exact ``train_elbo``/``test_elbo``/``test_log_likelihood`` (nats per point) and bits/dim.
 
     ``train_elbo`` is computed on the first 10,000 training rows at most.
     """
+    import torch
+
     from ..models.autoregressive import exact_log_likelihood
 
     train = data.train[:10000]  # the train metric on at most 10,000 rows (MNIST: 60,000 x 784 passes)
     if data.batch_transform is not None:
         with torch.random.fork_rng():
-            torch.manual_seed(int(config.get("seed", 0)))
+            torch.manual_seed(seed)
             train = data.batch_transform(train)
     tr = exact_log_likelihood(model, train)
     te = exact_log_likelihood(model, data.test)
@@ -71,35 +79,57 @@ def evaluate_autoregressive(model, data, config: dict) -> dict:
     }
 
 
-def load_autoregressive(build):
-    """Return a ``load(run_dir, config)`` hook that rebuilds with ``build`` and the checkpoint's weights."""
-
-    def load(run_dir, config: dict):
-        from ..data import DataSplit
-        from ..inference.checkpoint import load_checkpoint
-
-        dim = int(config["dim"])
-        stub = DataSplit(
-            config.get("data_name", "data"),
-            torch.full((1, dim), 0.5),
-            torch.full((1, dim), 0.5),
-            tuple(config["shape"]),
-            binarized=config.get("binarize") not in (None, "none"),
-        )
-        model = build(stub, config.get("options", {}))
-        model.load_state_dict(load_checkpoint(Path(run_dir) / "checkpoint.pt")["module_state"])
-        model.eval()
-        return model
-
-    return load
-
-
 MADE_FAMILY = ModelFamily(
     name="made",
     summary="MADE: masked autoregressive MLP, exact log-likelihood (Bernoulli or Gaussian conditionals)",
     build=build_made,
-    add_arguments=_made_arguments,
+    config=MADEConfig,
+    trainer="svi",
+    trainer_settings=(),
     evaluate=evaluate_autoregressive,
-    load=load_autoregressive(build_made),
-    default_estimator="reparam",
+    likelihood="exact",
+    role="autoregressive",
+    budgets={"smoke": {"steps": 3}, "quick": {"epochs": 15}, "full": {"epochs": 100}},
+)
+
+
+@dataclass
+class PixelCNNConfig:
+    """Settings of PixelCNN (masked convolutions over binary images)."""
+
+    channels: int = setting(32, "feature maps per masked convolution")
+    layers: int = setting(4, "type-B 3x3 masked residual layers")
+    first_kernel: int | None = setting(None, "type-A kernel (default 5 for 8x8, else 7)")
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "layers", "first_kernel"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+
+
+def build_pixelcnn(data, cfg: PixelCNNConfig):
+    """Return an untrained :class:`~pyro_gen.models.autoregressive.PixelCNN` for an image ``data`` set."""
+    from ..models.autoregressive import PixelCNN
+
+    if not data.is_image:
+        raise ValueError(f"pixelcnn needs image data (8x8 digits or 28x28 MNIST), got shape {data.shape}")
+    if not data.binarized:
+        raise ValueError("pixelcnn models binary pixels: use --binarize dynamic or static")
+    net = PixelCNN(data.shape, channels=cfg.channels, num_layers=cfg.layers, first_kernel=cfg.first_kernel)
+    net.init_output_bias(data.train.mean(0))
+    return net
+
+
+PIXELCNN_FAMILY = ModelFamily(
+    name="pixelcnn",
+    summary="PixelCNN: masked convolutions over binary images, exact log-likelihood",
+    build=build_pixelcnn,
+    config=PixelCNNConfig,
+    trainer="svi",
+    trainer_settings=(),
+    evaluate=evaluate_autoregressive,
+    likelihood="exact",
+    role="autoregressive",
+    budgets={"smoke": {"steps": 2}, "quick": {"epochs": 5}, "full": {"epochs": 40}},
 )

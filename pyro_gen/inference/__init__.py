@@ -1,6 +1,5 @@
 """Training: the engine, its objectives (SVI, adversarial, plain loss), estimators, EM, NUTS, checkpoints."""
 
-from . import compiled  # noqa: F401  (registers the compiled 'jit' estimator)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .engine import Objective, StepContext, StepInfo, TrainingDivergedError, train
 from .estimators import estimator_names, make_estimator, register_estimator

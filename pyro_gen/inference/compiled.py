@@ -1,6 +1,6 @@
 """A compiled ``Trace_ELBO`` for models that are ``nn.Module`` s: the fast path of ``fit``.
 
-Registered as the estimator ``"jit"`` (overriding the plain ``JitTrace_ELBO`` entry).
+``make_estimator("jit")`` returns one (see :mod:`pyro_gen.inference.estimators`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import torch
 from pyro.infer import ELBO
 
 from ..models.base import current_minibatch
-from .estimators import register_estimator
 
 
 class _LossModule(torch.nn.Module):
@@ -93,10 +92,3 @@ class CompiledTrace_ELBO(infer.Trace_ELBO):
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward(retain_graph=self.retain_graph)
         return float(loss)
-
-
-def _compiled_factory(num_particles: int = 1, **kw) -> CompiledTrace_ELBO:
-    return CompiledTrace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, **kw)
-
-
-register_estimator("jit", _compiled_factory, "Trace_ELBO compiled with torch.jit.trace (fastest on CPU)")

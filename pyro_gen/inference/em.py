@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,49 @@ _BLOCK_ELEMENTS = 1 << 22
 def _row_blocks(n: int, width: int) -> list[slice]:
     rows = max(256, _BLOCK_ELEMENTS // max(1, width))
     return [slice(s, min(n, s + rows)) for s in range(0, n, rows)]
+
+
+class _Clock:
+    """Wall and CPU seconds spent inside :meth:`timing` blocks, and per-iteration wall times."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.cpu_seconds = 0.0
+        self.step_seconds: list[float] = []
+
+    @contextmanager
+    def timing(self, step: bool = False) -> Iterator[None]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            dt = time.perf_counter() - t0
+            self.seconds += dt
+            self.cpu_seconds += time.process_time() - c0
+            if step:
+                self.step_seconds.append(dt)
+
+    def row(self, step: int, ll: float, restart: int) -> dict:
+        # After an E-step the ELBO equals the log-likelihood, so it is also logged as train_elbo
+        # (the key the generic ELBO plots read); both in nats per data point.
+        return {
+            "step": step,
+            "epoch": float(step),
+            "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "eval_seconds": 0.0,
+            "log_likelihood": ll,
+            "train_elbo": ll,
+            "test_elbo": None,
+            "restart": restart,
+        }
+
+    def step_ms(self) -> dict[str, float]:
+        if not self.step_seconds:
+            return {}
+        ms = 1000.0 * np.asarray(self.step_seconds)
+        p10, median, p90 = np.percentile(ms, [10, 50, 90])
+        return {"median": float(median), "p10": float(p10), "p90": float(p90), "n": len(ms)}
 
 
 class GaussianMixtureEM:
@@ -55,7 +100,10 @@ class GaussianMixtureEM:
     ``lower_bound_`` (average log-likelihood in nats per point of the last E-step, as
     scikit-learn), ``log_likelihood_`` (of the final parameters, nats per point),
     ``log_likelihood_history_`` (one value per E-step, starting at the initial parameters;
-    never decreasing up to float round-off) and ``result_`` (a :class:`FitResult`).
+    never decreasing up to float round-off) and ``result_`` (a :class:`FitResult` of kind
+    ``"em"``: ``steps`` and ``epochs`` are the EM iterations of all restarts, ``seconds`` and
+    ``cpu_seconds`` the wall and CPU time of initialization and iterations; one history row
+    per E-step with the cumulative ``step``, the ``restart`` and its ``log_likelihood``).
     """
 
     def __init__(
@@ -282,13 +330,15 @@ class GaussianMixtureEM:
         offset = x.mean(0)
         xc = x - offset
         rng = np.random.default_rng(self.seed)
-        t_start = time.perf_counter()
+        clock = _Clock()
         best: dict | None = None
+        history: list[dict] = []
         for restart in range(self.n_init):
-            state = self._fit_one(xc, offset, rng, restart, t_start)
+            step0 = history[-1]["step"] if history else 0
+            state = self._fit_one(xc, offset, rng, restart, clock, step0)
+            history += state["history"]
             if best is None or state["log_likelihood"] > best["log_likelihood"]:
                 best = state
-        seconds = time.perf_counter() - t_start
         assert best is not None
         self.weights_ = best["weights"]
         self.means_ = best["means"] + offset
@@ -300,13 +350,19 @@ class GaussianMixtureEM:
         self.log_likelihood_ = best["log_likelihood"]
         self.log_likelihood_history_ = [row["log_likelihood"] for row in best["history"]]
         self.n_features_in_ = d
+        steps = history[-1]["step"]
         self.result_ = FitResult(
             model=self,
-            history=best["history"],
-            steps=self.n_iter_,
-            epochs=float(self.n_iter_),
-            seconds=seconds,
+            history=history,
+            steps=steps,
+            epochs=float(steps),
+            seconds=clock.seconds,
             estimator="em",
+            kind="em",
+            cpu_seconds=clock.cpu_seconds,
+            threads=torch.get_num_threads(),
+            device="cpu",
+            step_ms=clock.step_ms(),
             params={
                 "converged": self.converged_,
                 "n_iter": self.n_iter_,
@@ -317,34 +373,39 @@ class GaussianMixtureEM:
         )
         return self
 
-    def _fit_one(self, x, offset, rng, restart, t_start) -> dict:
-        if self.means_init is not None:
-            saved = self.means_init
-            self.means_init = np.asarray(saved) - offset.numpy()
-            try:
+    def _fit_one(self, x, offset, rng, restart: int, clock: _Clock, step0: int) -> dict:
+        """Run EM from one start; return its state and history rows (steps counted from ``step0``)."""
+        with clock.timing():
+            if self.means_init is not None:
+                saved = self.means_init
+                self.means_init = np.asarray(saved) - offset.numpy()
+                try:
+                    weights, means, prec_chol = self._initialize(x, rng)
+                finally:
+                    self.means_init = saved
+            else:
                 weights, means, prec_chol = self._initialize(x, rng)
-            finally:
-                self.means_init = saved
-        else:
-            weights, means, prec_chol = self._initialize(x, rng)
         history: list[dict] = []
         prev = -math.inf
         converged = False
         cov = None
         n_iter = 0
         for it in range(1, self.max_iter + 1):
-            ll, log_resp = self._e_step(x, weights, means, prec_chol)
-            history.append(self._row(it - 1, ll, restart, t_start))
-            weights, means, cov = self._m_step(x, log_resp.exp_())
-            prec_chol = self._precision_cholesky(cov)
+            with clock.timing(step=True):
+                ll, log_resp = self._e_step(x, weights, means, prec_chol)
+                weights, means, cov = self._m_step(x, log_resp.exp_())
+                prec_chol = self._precision_cholesky(cov)
+            # ll is the log-likelihood of the parameters this iteration started from
+            history.append(clock.row(step0 + it - 1, ll, restart))
             n_iter = it
             if abs(ll - prev) < self.tol:
                 converged = True
                 break
             prev = ll
         lower_bound = history[-1]["log_likelihood"]
-        final_ll, _ = self._e_step(x, weights, means, prec_chol)
-        history.append(self._row(n_iter, final_ll, restart, t_start))
+        with clock.timing():
+            final_ll, _ = self._e_step(x, weights, means, prec_chol)
+        history.append(clock.row(step0 + n_iter, final_ll, restart))
         return {
             "weights": weights,
             "means": means,
@@ -356,20 +417,6 @@ class GaussianMixtureEM:
             "log_likelihood": final_ll,
             "history": history,
             "restart": restart,
-        }
-
-    @staticmethod
-    def _row(iteration: int, ll: float, restart: int, t_start: float) -> dict:
-        # After an E-step the ELBO equals the log-likelihood, so it is also logged as train_elbo
-        # (the key the generic ELBO plots read); both in nats per data point.
-        return {
-            "step": iteration,
-            "epoch": iteration,
-            "log_likelihood": ll,
-            "train_elbo": ll,
-            "test_elbo": None,
-            "restart": restart,
-            "seconds": time.perf_counter() - t_start,
         }
 
     # ------------------------------------------------------------------ prediction

@@ -22,6 +22,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import nn
 
 from ..models.base import DATA_PLATE
+from .traces import plate_nesting, sum_log_prob
 
 _ESTIMATORS: dict[str, tuple[Callable[..., ELBO], str]] = {}
 
@@ -53,22 +54,6 @@ def make_estimator(spec: str | ELBO, num_particles: int = 1, **kwargs) -> ELBO:
             raise ValueError(f"estimator {spec!r}: the particle count after ':' must be a positive integer")
         num_particles = int(k)
     return _ESTIMATORS[name][0](num_particles=num_particles, **kwargs)
-
-
-class CachedJitTrace_ELBO(infer.JitTrace_ELBO):
-    """``JitTrace_ELBO`` that compiles once per argument shape and keeps warnings quiet.
-
-    Same estimator as ``Trace_ELBO`` (reparameterized where possible), compiled with
-    ``torch.jit.trace`` on first use; later calls skip Pyro's Python-level effect handlers.
-    """
-
-    def differentiable_loss(self, model, guide, *args, **kwargs):  # noqa: D102
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            return super().differentiable_loss(model, guide, *args, **kwargs)
 
 
 class SyncFreeTrace_ELBO(infer.Trace_ELBO):
@@ -140,7 +125,15 @@ register_estimator(
 register_estimator(
     "analytic-kl", _vectorized(infer.TraceMeanField_ELBO), "TraceMeanField_ELBO: KL in closed form"
 )
-register_estimator("jit", _vectorized(CachedJitTrace_ELBO), "JIT-compiled Trace_ELBO (fastest on CPU)")
+
+
+def _compiled(num_particles: int = 1, **kw) -> ELBO:
+    from .compiled import CompiledTrace_ELBO
+
+    return CompiledTrace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, **kw)
+
+
+register_estimator("jit", _compiled, "Trace_ELBO compiled with torch.jit.trace (fastest on CPU)")
 register_estimator(
     "tracegraph",
     _vectorized(infer.TraceGraph_ELBO),
@@ -154,7 +147,7 @@ register_estimator(
 
 
 # =====================================================================================
-# Score-function estimators on the same guide, STL, IWAE, DReG (issue 3).
+# Score-function estimators on the same guide, STL, IWAE, DReG.
 # =====================================================================================
 
 
@@ -392,7 +385,7 @@ class IWAE_ELBO(infer.ELBO):
         if self._nesting is None:
             tr = poutine.trace(guide).get_trace(*args, **kwargs)
             mtr = poutine.trace(poutine.replay(model, trace=tr)).get_trace(*args, **kwargs)
-            self._nesting = max(_plate_nesting(tr), _plate_nesting(mtr))
+            self._nesting = plate_nesting(tr, mtr)
         dim = -self._nesting - 1
         plate = pyro.plate("_iwae_particles", self.num_particles, dim=dim)
         guide_tr = poutine.trace(self._wrap_guide(plate(guide))).get_trace(*args, **kwargs)
@@ -513,17 +506,6 @@ class ScoreLOO_ELBO(IWAE_ELBO):
         return -scale * (value + (surrogate - surrogate.detach())).sum()
 
 
-def _plate_nesting(trace) -> int:
-    dims = [
-        -f.dim
-        for site in trace.nodes.values()
-        if site["type"] == "sample" and not site_is_subsample(site)
-        for f in site["cond_indep_stack"]
-        if f.vectorized and f.dim is not None
-    ]
-    return max(dims, default=0)
-
-
 def _data_frame(name: str, site):
     frames = [f for f in site["cond_indep_stack"] if f.name == DATA_PLATE]
     if not frames:
@@ -553,11 +535,7 @@ def _per_point(trace, particle_dim: int, k: int, who: str, transform_fn) -> tupl
         if site["mask"] is not None:
             lp = torch.where(site["mask"], lp, lp.new_zeros(()))
         scale = site["scale"]
-        need = -particle_dim
-        if lp.dim() < need:
-            lp = lp.reshape((1,) * (need - lp.dim()) + tuple(lp.shape))
-        lp = lp.movedim((lp.dim() + particle_dim, lp.dim() + frame.dim), (0, 1))
-        lp = lp.reshape(lp.shape[0], lp.shape[1], -1).sum(-1).expand(k, -1)
+        lp = sum_log_prob(lp, particle_dim, frame.dim).expand(k, -1)
         total = lp if total is None else total + lp
     if total is None:
         raise ValueError(f"the {who} has no sample sites")

@@ -29,8 +29,9 @@ from pyro.infer import ELBO
 
 from ..data.checks import as_data_tensor
 from ..models.base import minibatch
+from .engine import StepInfo
 from .estimators import make_estimator
-from .svi import StepInfo, resolve_pair
+from .svi import resolve_pair
 
 # Parameters an estimator owns (baselines) are not part of the model's gradient.
 _ESTIMATOR_PREFIXES = ("_score_nn_baseline", "__baseline")
@@ -226,8 +227,8 @@ class GradientVarianceRecorder:
     ``num_data`` (the training set size) so the batch is scaled as in ``fit``. The random state is
     restored, so the training run is the same with or without the recorder; the time spent
     measuring is accumulated in :attr:`seconds` (wall-clock seconds; :attr:`cpu_seconds` for
-    this process's CPU time) and per step in
-    :attr:`seconds_until` so timings can exclude it.
+    this process's CPU time). Used as a callback of the engine, that time is counted in the
+    run's ``eval_seconds``, never in its training seconds.
     """
 
     def __init__(
@@ -260,7 +261,6 @@ class GradientVarianceRecorder:
         self.rows: list[dict] = []
         self.seconds = 0.0
         self.cpu_seconds = 0.0
-        self._spent: list[tuple[int, float]] = []
 
     def __call__(self, info: StepInfo) -> None:
         """Measure when ``info.step`` is a recording step."""
@@ -284,15 +284,6 @@ class GradientVarianceRecorder:
         dt = time.perf_counter() - t0
         self.seconds += dt
         self.cpu_seconds += time.process_time() - c0
-        self._spent.append((step, self.seconds))
         row["seconds"] = dt
         self.rows.append(row)
         return row
-
-    def seconds_until(self, step: int) -> float:
-        """Return the seconds spent measuring at steps ``<= step``."""
-        spent = 0.0
-        for s, total in self._spent:
-            if s <= step:
-                spent = total
-        return spent

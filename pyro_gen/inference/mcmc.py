@@ -9,16 +9,17 @@ enumeration (same density, slower).
 
 A mixture's posterior is symmetric under relabelling the components, so raw draws (and
 chains) can disagree on which label is which. :func:`align_components` relabels every draw
-to a reference with the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) and
-re-estimates the reference from the aligned draws (Stephens 2000 style), which handles
-switches within and across chains. R-hat, ESS and PSIS-LOO come from ArviZ.
+to a reference with the Hungarian algorithm (:func:`hungarian_permutation`, the one wrapper of
+``scipy.optimize.linear_sum_assignment``) and re-estimates the reference from the aligned draws
+(Stephens 2000 style), which handles switches within and across chains. R-hat and ESS come
+from ArviZ; ``pyro_gen.diagnostics.to_inference_data`` converts the result (and ``loo`` there
+gives PSIS-LOO).
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
 
 import arviz as az
 import numpy as np
@@ -34,6 +35,37 @@ from ..models.gmm import GaussianMixtureModel, MixtureParameters
 from .result import FitResult
 
 COMPONENT_SITES = ("weights", "locs", "scales", "corr_chol")
+
+
+def hungarian_permutation(cost: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Return the ``(K,)`` long permutation ``perm`` minimizing ``sum_k cost[perm[k], k]``.
+
+    ``cost[i, j]`` is the price of matching item ``i`` to reference slot ``j`` (a ``(K, K)``
+    array); ``perm[j]`` is the item matched to slot ``j`` (Hungarian algorithm,
+    ``scipy.optimize.linear_sum_assignment``).
+    """
+    cost = np.asarray(cost.detach().cpu() if torch.is_tensor(cost) else cost, dtype=float)
+    if cost.ndim != 2 or cost.shape[0] != cost.shape[1]:
+        raise ValueError(f"cost must be a square (K, K) matrix, got shape {cost.shape}")
+    rows, cols = linear_sum_assignment(cost)
+    perm = torch.empty(len(rows), dtype=torch.long)
+    perm[torch.as_tensor(cols)] = torch.as_tensor(rows)
+    return perm
+
+
+def match_components(params: MixtureParameters, reference: MixtureParameters) -> torch.Tensor:
+    """Return ``perm`` so that ``params.permute(perm)`` lines up with ``reference`` component by component.
+
+    Hungarian matching (:func:`hungarian_permutation`) on squared distances between component
+    locations, in units of the reference's pooled standard deviation.
+    """
+    if params.locs.shape != reference.locs.shape:
+        raise ValueError(
+            f"cannot match {tuple(params.locs.shape)} components to {tuple(reference.locs.shape)}"
+        )
+    scale = reference.covariances.diagonal(dim1=-2, dim2=-1).mean(0).sqrt().clamp(min=1e-12)
+    cost = ((params.locs[:, None, :] - reference.locs[None, :, :]) / scale).square().sum(-1)
+    return hungarian_permutation(cost)
 
 
 def align_components(
@@ -64,8 +96,7 @@ def align_components(
     for _ in range(max(1, num_rounds)):
         cost = (((flat[:, :, None, :] - ref[None, None, :, :]) / spread).square().sum(-1)).numpy()
         for i in range(c * s):
-            rows, cols = linear_sum_assignment(cost[i])  # original comp rows[j] -> reference cols[j]
-            perms[i, torch.as_tensor(cols)] = torch.as_tensor(rows)
+            perms[i] = hungarian_permutation(cost[i])  # aligned comp j <- original comp perms[i, j]
         aligned_locs = torch.gather(flat, 1, perms[:, :, None].expand(-1, -1, d))
         new_ref = aligned_locs.mean(0)
         if torch.allclose(new_ref, ref):
@@ -111,56 +142,6 @@ def pointwise_log_likelihood(
     return torch.cat(out).reshape(c, s, -1)
 
 
-def to_inference_data(result: FitResult, x: torch.Tensor | None = None) -> az.InferenceData:
-    """Return the aligned NUTS draws of ``result`` as ArviZ ``InferenceData``.
-
-    Holds the ``posterior`` group (dims chain, draw, component, ...) and, when ``x`` is given
-    (or was the training data), a ``log_likelihood`` group ``obs`` of shape (chain, draw, N)
-    in nats for PSIS-LOO.
-    """
-    draws = result.params["samples"]
-    posterior = {name: v.numpy() for name, v in draws.items()}
-    dims = {
-        "weights": ["component"],
-        "locs": ["component", "dim"],
-        "scales": ["component", "dim"],
-        "corr_chol": ["component", "dim", "dim_b"],
-    }
-    kwargs: dict[str, Any] = {}
-    if x is not None:
-        ll = pointwise_log_likelihood(result.model, draws, x)
-        kwargs["log_likelihood"] = {"obs": ll.numpy()}
-        dims["obs"] = ["point"]
-    return az.from_dict(
-        posterior=posterior, dims={k: v for k, v in dims.items() if k in posterior or k == "obs"}, **kwargs
-    )
-
-
-def psis_loo(result: FitResult, x: torch.Tensor) -> dict[str, float]:
-    """Return PSIS-LOO (ArviZ ``az.loo``) for a NUTS fit on ``x``.
-
-    ``elpd_loo`` is the expected log pointwise predictive density summed over points
-    (nats; higher is better), ``elpd_loo_per_point`` the same per point, ``p_loo`` the
-    effective number of parameters, ``looic = -2 elpd_loo``, ``max_pareto_k`` and
-    ``num_bad_k`` (points with Pareto k > 0.7: the estimate is unreliable for them).
-    """
-    idata = to_inference_data(result, x)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ArviZ warns about high Pareto k; reported below instead
-        loo = az.loo(idata, pointwise=True)
-    k = np.asarray(loo.pareto_k)
-    n = int(np.asarray(x).shape[0])
-    return {
-        "elpd_loo": float(loo.elpd_loo),
-        "elpd_loo_per_point": float(loo.elpd_loo) / n,
-        "se": float(loo.se),
-        "p_loo": float(loo.p_loo),
-        "looic": -2.0 * float(loo.elpd_loo),
-        "max_pareto_k": float(k.max()),
-        "num_bad_k": int((k > 0.7).sum()),
-    }
-
-
 def _worst(values: np.ndarray, reduce) -> float:
     """NaN-aware max/min over a diagnostic array (NaN when every element is NaN, e.g. one chain)."""
     values = np.asarray(values, dtype=float)
@@ -171,18 +152,21 @@ def _worst(values: np.ndarray, reduce) -> float:
 def _run_chain(
     model,
     x,
-    chains,
     strategy,
     seed,
-    chain,
     num_samples,
     warmup_steps,
     target_accept_prob,
     max_tree_depth,
     jit_compile,
     progress,
-) -> dict:
-    """Run one NUTS chain; append its draws of the global sites to ``chains``; return its history row."""
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Run one NUTS chain; return its draws of the global sites and its diagnostics.
+
+    The diagnostics are ``divergences`` (divergent transitions, warm-up included),
+    ``diverging`` (a ``(num_samples,)`` bool array over the kept draws) and ``accept_prob``
+    (mean acceptance probability of the kept draws).
+    """
     pyro.set_rng_seed(seed)
     kernel = NUTS(
         model.model,
@@ -194,16 +178,16 @@ def _run_chain(
         init_strategy=strategy,
     )
     mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, disable_progbar=not progress)
-    tc = time.perf_counter()
     mcmc.run(x)
-    chains.append({k: v.detach() for k, v in mcmc.get_samples().items() if k in COMPONENT_SITES})
+    draws = {k: v.detach() for k, v in mcmc.get_samples().items() if k in COMPONENT_SITES}
     diag = mcmc.diagnostics()
-    return {
-        "step": chain,
-        "chain": chain,
-        "seconds": time.perf_counter() - tc,
-        "divergences": len(diag.get("divergences", {}).get("chain 0", [])),
-        "acceptance_rate": float(diag.get("acceptance rate", {}).get("chain 0", float("nan"))),
+    where = [int(i) for i in diag.get("divergences", {}).get("chain 0", [])]
+    diverging = np.zeros(num_samples, dtype=bool)
+    diverging[[i for i in where if 0 <= i < num_samples]] = True
+    return draws, {
+        "divergences": len(where),
+        "diverging": diverging,
+        "accept_prob": float(diag.get("acceptance rate", {}).get("chain 0", float("nan"))),
     }
 
 
@@ -230,11 +214,16 @@ def fit_nuts(
     starts every chain there; otherwise chains start at the prior median. Draws are aligned
     across draws and chains by :func:`align_components` (to ``reference_locs`` if given).
     ``result.params`` holds ``samples`` (aligned, each (chains, draws, ...)), ``permutations``,
-    ``rhat`` and ``ess_bulk`` (per site, worst over elements), ``max_rhat``,
-    ``divergences`` (count over all chains), ``posterior_mean`` (:class:`MixtureParameters`
-    of the aligned posterior means) and ``mean_log_likelihood`` (log-likelihood of the data
-    averaged over draws, nats per point). ``history`` has one row per chain;
-    ``seconds`` is the wall time of all chains. ``num_threads`` sets torch's intra-op
+    ``diverging`` (a (chains, draws) bool array), ``rhat`` and ``ess_bulk`` (per site, worst
+    over elements), ``max_rhat``, ``divergences`` (count over all chains, warm-up included),
+    ``posterior_mean`` (:class:`MixtureParameters` of the aligned posterior means) and
+    ``mean_log_likelihood`` (log-likelihood of the data averaged over draws, nats per point).
+    The result has ``kind="nuts"``; ``steps`` (and ``epochs``) count MCMC transitions, warm-up
+    and draws of all chains; ``seconds``/``cpu_seconds`` are the wall/CPU seconds of the
+    chains. ``history`` has one row per chain (cumulative ``step``, ``seconds``,
+    ``cpu_seconds``; the chain's ``divergences`` and ``accept_prob``).
+    ``pyro_gen.diagnostics.to_inference_data(result, x)`` gives its InferenceData.
+    ``num_threads`` sets torch's intra-op
     threads while sampling (restored afterwards; ``None`` leaves them): NUTS works on tiny
     tensors, where extra threads only add synchronization.
     """
@@ -258,48 +247,68 @@ def fit_nuts(
     )
     strategy = init_to_value(values=init) if init else init_to_median
     chains: list[dict[str, torch.Tensor]] = []
-    history = []
-    t0 = time.perf_counter()
+    diverging = []
+    history: list[dict] = []
+    transitions = warmup_steps + num_samples
+    seconds = cpu_seconds = 0.0
     saved_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
         for chain in range(num_chains):
+            t0, c0 = time.perf_counter(), time.process_time()
+            draws, diag = _run_chain(
+                sampler_model,
+                x,
+                strategy,
+                seed + chain,
+                num_samples,
+                warmup_steps,
+                target_accept_prob,
+                max_tree_depth,
+                jit_compile,
+                progress,
+            )
+            seconds += time.perf_counter() - t0
+            cpu_seconds += time.process_time() - c0
+            chains.append(draws)
+            diverging.append(diag["diverging"])
+            step = (chain + 1) * transitions
             history.append(
-                _run_chain(
-                    sampler_model,
-                    x,
-                    chains,
-                    strategy,
-                    seed + chain,
-                    chain,
-                    num_samples,
-                    warmup_steps,
-                    target_accept_prob,
-                    max_tree_depth,
-                    jit_compile,
-                    progress,
-                )
+                {
+                    "step": step,
+                    "epoch": float(step),
+                    "seconds": seconds,
+                    "cpu_seconds": cpu_seconds,
+                    "eval_seconds": 0.0,
+                    "chain": chain,
+                    "divergences": diag["divergences"],
+                    "accept_prob": diag["accept_prob"],
+                }
             )
     finally:
         torch.set_num_threads(saved_threads)
-    seconds = time.perf_counter() - t0
     raw = {name: torch.stack([c[name] for c in chains]) for name in chains[0]}
     aligned, perms = align_components(raw, reference_locs)
+    steps = num_chains * transitions
     result = FitResult(
         model=gmm,
         history=history,
-        steps=num_samples * num_chains,
-        epochs=0.0,
+        steps=steps,
+        epochs=float(steps),
         seconds=seconds,
         estimator="nuts",
-        params={"samples": aligned, "permutations": perms},
+        kind="nuts",
+        cpu_seconds=cpu_seconds,
+        threads=num_threads if num_threads is not None else saved_threads,
+        device="cpu",
+        params={"samples": aligned, "permutations": perms, "diverging": np.stack(diverging)},
     )
-    idata = to_inference_data(result)
+    posterior = az.convert_to_dataset({name: v.numpy() for name, v in aligned.items()})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one chain: R-hat undefined (NaN) and ArviZ says so
-        rhat = az.rhat(idata)
-        ess = az.ess(idata, method="bulk")
+        rhat = az.rhat(posterior)
+        ess = az.ess(posterior, method="bulk")
     result.params["rhat"] = {k: _worst(rhat[k].values, np.nanmax) for k in rhat.data_vars}
     result.params["ess_bulk"] = {k: _worst(ess[k].values, np.nanmin) for k in ess.data_vars}
     rh = [v for v in result.params["rhat"].values() if np.isfinite(v)]

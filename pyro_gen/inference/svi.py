@@ -176,11 +176,17 @@ class SVIObjective(Objective):
 
         if isinstance(self.elbo, CompiledTrace_ELBO):
             # tracing inside DDP's forward aborts the process (seen with torch 2.13 + gloo)
-            raise ValueError("the compiled 'jit' estimator does not run under DistributedDataParallel; use 'reparam'")
+            raise ValueError(
+                "the compiled 'jit' estimator does not run under DistributedDataParallel; use 'reparam'"
+            )
         if not self.use_diff:
-            raise ValueError(f"distributed fit needs an estimator with differentiable_loss, not {self.estimator}")
+            raise ValueError(
+                f"distributed fit needs an estimator with differentiable_loss, not {self.estimator}"
+            )
         # broadcasts rank 0's parameters and buffers at construction
-        self.ddp = DistributedDataParallel(_NegativeELBO(self.module, self.elbo, self.model_fn, self.guide_fn))
+        self.ddp = DistributedDataParallel(
+            _NegativeELBO(self.module, self.elbo, self.model_fn, self.guide_fn)
+        )
 
     def _loss(self, batch: torch.Tensor) -> torch.Tensor | float:
         if self.ddp is not None:

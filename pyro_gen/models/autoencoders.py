@@ -19,7 +19,7 @@ The kinds differ in the regulariser (all per data point, added to the loss):
   ``jacrev``), so it works for any encoder depth.
 
 The decoder can be thrown away after training: :meth:`Autoencoder.features` returns the codes
-that :func:`pyro_gen.inference.probe.linear_probe` scores.
+that :func:`pyro_gen.evaluation.probe.linear_probe` scores.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..data.checks import check_unit_interval
-from .nets import mlp
+from .nets import mlp, set_output_bias
 
 KINDS = ("plain", "sparse", "denoising", "contractive")
 LOSSES = ("bce", "mse")
@@ -174,10 +174,5 @@ class Autoencoder(nn.Module):
 
     def init_output_bias(self, data_mean: torch.Tensor) -> None:
         """Start the decoder at the data mean (its logit for ``bce``), as for the VAE."""
-        last = self.decoder[-1]
-        with torch.no_grad():
-            if self.loss_type == "bce":
-                p = data_mean.clamp(1e-3, 1 - 1e-3)
-                last.bias.copy_(torch.log(p) - torch.log1p(-p))
-            else:
-                last.bias.copy_(data_mean)
+        link = "logit" if self.loss_type == "bce" else "identity"
+        set_output_bias(self.decoder[-1].bias, data_mean, link=link)

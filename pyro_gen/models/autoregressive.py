@@ -29,7 +29,7 @@ from torch import nn
 
 from ..data.checks import check_unit_interval
 from .base import data_plate
-from .nets import ACTIVATIONS
+from .nets import ACTIVATIONS, set_output_bias
 
 MADE_LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -158,11 +158,8 @@ class MADE(nn.Module):
 
     def init_output_bias(self, data_mean: torch.Tensor) -> None:
         """Start the Bernoulli conditionals at the marginal pixel frequencies (logits of the mean)."""
-        if self.likelihood != "bernoulli":
-            return
-        with torch.no_grad():
-            p = data_mean.clamp(1e-3, 1 - 1e-3)
-            self.net[-1].bias.copy_(torch.log(p) - torch.log1p(-p))
+        if self.likelihood == "bernoulli":
+            set_output_bias(self.net[-1].bias, data_mean, link="logit")
 
     @torch.no_grad()
     def sample(self, num_samples: int) -> torch.Tensor:
@@ -269,9 +266,7 @@ class PixelCNN(nn.Module):
 
     def init_output_bias(self, data_mean: torch.Tensor) -> None:
         """Set the output bias to the logit of the mean pixel intensity (one shared bias)."""
-        p = float(data_mean.mean().clamp(1e-3, 1 - 1e-3))
-        with torch.no_grad():
-            self.head[-1].bias.fill_(math.log(p) - math.log1p(-p))
+        set_output_bias(self.head[-1].bias, data_mean, link="logit", shared=True)
 
     @torch.no_grad()
     def sample(self, num_samples: int) -> torch.Tensor:

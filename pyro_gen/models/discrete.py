@@ -32,7 +32,7 @@ from torch.distributions import kl_divergence, register_kl
 
 from ..data.checks import check_unit_interval
 from .base import data_plate
-from .nets import mlp
+from .nets import mlp, set_output_bias
 
 MAX_EXACT_LATENTS = 16
 
@@ -83,9 +83,7 @@ class DiscreteVAE(nn.Module):
 
     def init_output_bias(self, data_mean: torch.Tensor) -> None:
         """Set the decoder's output bias to the logit of the data mean."""
-        p = data_mean.clamp(1e-3, 1 - 1e-3)
-        with torch.no_grad():
-            self.decoder[-1].bias.copy_(torch.log(p) - torch.log1p(-p))
+        set_output_bias(self.decoder[-1].bias, data_mean, link="logit")
 
     def likelihood_dist(self, z: torch.Tensor) -> dist.TorchDistribution:
         """Return p(x | z) (event shape ``(input_dim,)``) for codes ``z`` of shape ``(..., L)``."""

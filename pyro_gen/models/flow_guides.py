@@ -8,12 +8,12 @@
 autoregressive flow, IAF). Pyro's conditional transforms compute every step and its
 log-determinant in the sampling direction in one pass, so the ELBO costs about
 ``num_flows`` extra small networks. The model p(x, z) is the plain VAE's, so a flow guide
-and a mean-field guide are compared on equal terms: same decoder, same budget.
+and a mean-field guide are compared on equal terms: same decoder, same budget
+(:func:`pyro_gen.experiments.flow_guides.compare_guides`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,62 +98,3 @@ class FlowGuideVAE(VAE):
     def sample_posterior(self, x: torch.Tensor, num_samples: int = 1) -> torch.Tensor:
         """Return ``(num_samples, N, latent_dim)`` draws from q(z | x)."""
         return self.posterior(x).sample((num_samples,))
-
-
-def compare_guides(
-    data,
-    *,
-    flows: Sequence[str] = ("iaf", "planar"),
-    num_flows: int = 4,
-    latent_dim: int = 8,
-    hidden: Sequence[int] = (256,),
-    epochs: float = 50,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    k: int = 1000,
-    seed: int = 0,
-    progress: bool = False,
-) -> list[dict]:
-    """Train a mean-field VAE and one :class:`FlowGuideVAE` per ``flows`` entry on ``data`` (a
-    :class:`~pyro_gen.data.DataSplit`) with the same decoder, seed and number of steps.
-
-    Returns one row per guide: ``guide``, ``test_elbo`` and ``test_log_likelihood`` (IS with
-    ``k`` samples), both nats per data point, ``gap`` (their difference, nats), ``seconds``
-    (training wall time) and ``num_parameters``.
-    """
-    from ..inference import fit, importance_log_likelihood
-
-    rows = []
-    for name in ["mean-field", *flows]:
-        pyro.set_rng_seed(seed)
-        pyro.clear_param_store()
-        if name == "mean-field":
-            vae: VAE = VAE(data.dim, latent_dim, hidden)
-        else:
-            vae = FlowGuideVAE(data.dim, latent_dim, hidden, flow=name, num_flows=num_flows)
-        vae.init_output_bias(data.train.mean(0))
-        res = fit(
-            vae,
-            data.train,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            transform=data.batch_transform,
-            seed=seed,
-            progress=progress,
-        )
-        torch.manual_seed(seed)
-        ev = importance_log_likelihood(vae, data.test, k=k)
-        rows.append(
-            {
-                "guide": name if name == "mean-field" else f"{name} x{num_flows}",
-                "test_elbo": ev["elbo"],
-                "test_log_likelihood": ev["log_likelihood"],
-                "gap": ev["log_likelihood"] - ev["elbo"],
-                "bits_per_dim": ev["log_likelihood"] / -(data.dim * math.log(2)),
-                "seconds": res.seconds,
-                "steps": res.steps,
-                "num_parameters": sum(p.numel() for p in vae.parameters()),
-            }
-        )
-    return rows

@@ -35,3 +35,32 @@ class GaussianEncoder(nn.Module):
         h = self.net(x)
         loc, raw = h.split(self.latent_dim, dim=-1)
         return loc, nn.functional.softplus(raw) + 1e-5
+
+
+def set_output_bias(
+    bias: torch.Tensor,
+    data_mean: torch.Tensor,
+    *,
+    link: str = "logit",
+    eps: float = 1e-3,
+    shared: bool = False,
+) -> None:
+    """Set an output layer's ``bias`` in place so the network starts at the data mean; returns None.
+
+    ``link="logit"`` (Bernoulli outputs) writes ``log p - log(1 - p)`` with ``p`` the mean
+    clamped to ``[eps, 1 - eps]``; ``link="identity"`` (Gaussian means) writes the mean itself.
+    ``shared=True`` writes one value, the link of the overall mean (computed in float64), into
+    every entry of ``bias`` (a single bias shared by all pixels). A standard initialization
+    (Burda et al. 2015) that starts training at the marginal statistics instead of at 0.5.
+    """
+    if link not in ("logit", "identity"):
+        raise ValueError(f"link must be 'logit' or 'identity', got {link!r}")
+    with torch.no_grad():
+        mean = data_mean.mean() if shared else data_mean
+        if link == "identity":
+            bias.copy_(mean)
+            return
+        p = mean.clamp(eps, 1 - eps)
+        if shared:
+            p = p.double()
+        bias.copy_(torch.log(p) - torch.log1p(-p))

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..data.checks import check_unit_interval
 from .base import data_plate
-from .nets import GaussianEncoder, mlp
+from .nets import GaussianEncoder, mlp, set_output_bias
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -122,13 +122,8 @@ class VAE(nn.Module):
         A standard trick (Burda et al. 2015) that starts training at the marginal pixel
         statistics instead of at 0.5 everywhere.
         """
-        last = self.decoder[-1]
-        with torch.no_grad():
-            if self.likelihood == "bernoulli":
-                p = data_mean.clamp(1e-3, 1 - 1e-3)
-                last.bias.copy_(torch.log(p) - torch.log1p(-p))
-            else:
-                last.bias.copy_(data_mean)
+        link = "logit" if self.likelihood == "bernoulli" else "identity"
+        set_output_bias(self.decoder[-1].bias, data_mean, link=link)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,8 @@
-"""Tables and figures written to a run folder."""
+"""Figures and tables: ``report(results, out_dir)`` writes everything a person opens.
+
+This package is a leaf: it reads results by attribute and imports nothing from pyro_gen
+above :mod:`pyro_gen.data`.
+"""
 
 from .figures import (
     image_grid,
@@ -6,16 +10,27 @@ from .figures import (
     plot_elbo_curve,
     plot_latent_manifold,
     plot_latent_scatter,
+    plot_log_likelihood_curve,
     reconstruction_grid,
+    save_figure,
 )
-from .files import write_json
+from .files import markdown_table, to_jsonable, write_history_csv, write_json
+from .writer import final_quality, report, write_metrics
 
 __all__ = [
+    "final_quality",
     "image_grid",
+    "markdown_table",
     "plot_2d_samples",
     "plot_elbo_curve",
     "plot_latent_manifold",
     "plot_latent_scatter",
+    "plot_log_likelihood_curve",
     "reconstruction_grid",
+    "report",
+    "save_figure",
+    "to_jsonable",
+    "write_history_csv",
     "write_json",
+    "write_metrics",
 ]

@@ -16,14 +16,7 @@ import arviz as az  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-
-def _save(fig: Any, path: str | os.PathLike) -> Path:
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+from .figures import save_figure  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -58,7 +51,7 @@ def plot_rank(
             axes = az.plot_rank(idata, var_names=var_names, coords=coords, show=False)
         else:
             axes = az.plot_trace(idata, var_names=var_names, coords=coords, show=False, compact=True)
-    return _save(_figure_of(axes), path)
+    return save_figure(_figure_of(axes), path, dpi=100, tight_layout=True)
 
 
 def plot_ess(
@@ -67,7 +60,7 @@ def plot_ess(
     """Write the local ESS plot (``az.plot_ess``: effective draws per quantile region); return the path."""
     with _quiet_arviz():
         axes = az.plot_ess(idata, var_names=var_names, coords=coords, kind="local", show=False)
-    return _save(_figure_of(axes), path)
+    return save_figure(_figure_of(axes), path, dpi=100, tight_layout=True)
 
 
 def plot_khat(khat: Any, path: str | os.PathLike, title: str = "PSIS k-hat per data point") -> Path:
@@ -85,7 +78,7 @@ def plot_khat(khat: Any, path: str | os.PathLike, title: str = "PSIS k-hat per d
     ax.set_xlabel("data point")
     ax.set_ylabel("k-hat")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=100, tight_layout=True)
 
 
 def plot_kl_per_dim(
@@ -111,4 +104,4 @@ def plot_kl_per_dim(
         ax2.set_xlabel("latent dimension")
         ax2.set_ylabel("Var_x E[z_u | x]")
         ax2.set_title("activity (Burda et al.; active > 0.01)")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=100, tight_layout=True)

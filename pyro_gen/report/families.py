@@ -7,20 +7,10 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+from .figures import plt, save_figure
 
 
 def plot_loss_curve(
@@ -37,7 +27,7 @@ def plot_loss_curve(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _tile(x: np.ndarray, shape: Sequence[int], ncol: int) -> np.ndarray:
@@ -64,7 +54,7 @@ def sample_grids_side_by_side(
         ax.imshow(_tile(arr, shape, ncol), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(name, fontsize=10)
         ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_family_metrics(rows: Sequence[dict], path: str | os.PathLike) -> Path:
@@ -84,4 +74,4 @@ def plot_family_metrics(rows: Sequence[dict], path: str | os.PathLike) -> Path:
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -13,12 +13,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 110, tight_layout: bool = False) -> Path:
+    """Write ``fig`` as a PNG at ``dpi`` (parent folders created), close it and return the path.
+
+    ``tight_layout=True`` re-packs the subplots first (figures drawn by ArviZ need it).
+    """
+    if tight_layout:
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -40,7 +47,7 @@ def plot_elbo_curve(history: Sequence[dict], path: str | os.PathLike, title: str
         ax.set_ylim(bottom=lo - 0.1 * (max(vals) - lo + 1e-9))
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def image_grid(
@@ -67,7 +74,7 @@ def image_grid(
     ax.axis("off")
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def reconstruction_grid(
@@ -102,7 +109,7 @@ def plot_latent_scatter(codes: torch.Tensor, labels: torch.Tensor | None, path: 
     ax.set_xlabel("z1")
     ax.set_ylabel("z2")
     ax.set_title("encoder means of held-out points")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_2d_samples(data: torch.Tensor, samples: torch.Tensor, path: str | os.PathLike) -> Path:
@@ -112,4 +119,47 @@ def plot_2d_samples(data: torch.Tensor, samples: torch.Tensor, path: str | os.Pa
         ax.scatter(pts[:, 0].numpy(), pts[:, 1].numpy(), s=2, alpha=0.5)
         ax.set_title(title)
         ax.set_aspect("equal")
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+def plot_log_likelihood_curve(
+    history: Sequence[dict], path: str | os.PathLike, title: str = "EM log-likelihood"
+) -> Path:
+    """Plot the training log-likelihood (nats per data point) per EM iteration, one line per restart.
+
+    Rows carry ``step`` (iteration), ``log_likelihood`` and optionally ``restart``. Returns the PNG path.
+    """
+    restarts: dict[int, list[tuple[float, float]]] = {}
+    for r in history:
+        if r.get("log_likelihood") not in (None, ""):
+            restarts.setdefault(int(r.get("restart") or 0), []).append((r["step"], r["log_likelihood"]))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for restart, pts in sorted(restarts.items()):
+        ax.plot(*zip(*pts), "o-", ms=3, label=f"restart {restart}")
+    ax.set_xlabel("EM iteration")
+    ax.set_ylabel("log-likelihood (nats per data point)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(restarts) > 1:
+        ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_quality_vs_seconds(
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    path: str | os.PathLike,
+    ylabel: str,
+    title: str = "quality against training time",
+) -> Path:
+    """Plot each named curve of ``(training seconds, quality)`` points on one axis; return the PNG path."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, pts in curves.items():
+        if pts:
+            ax.plot(*zip(*pts), "o-", ms=3, label=name)
+    ax.set_xlabel("training seconds")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if any(curves.values()):
+        ax.legend(fontsize=8)
+    return save_figure(fig, path)

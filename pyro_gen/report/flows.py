@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .figures import _save, plt
+from .figures import plt, save_figure
 
 
 def data_bounds(x: torch.Tensor, pad: float = 0.15) -> tuple[float, float, float, float]:
@@ -75,4 +75,4 @@ def plot_flow_density(
     for ax in axes:
         ax.set_xlim(bounds[0], bounds[1])
         ax.set_ylim(bounds[2], bounds[3])
-    return _save(fig, path)
+    return save_figure(fig, path)

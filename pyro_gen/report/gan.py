@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .figures import _save, plt
+from .figures import plt, save_figure
 
 
 def plot_gan_losses(history: Sequence[dict], path: str | os.PathLike, title: str = "GAN losses") -> Path:
@@ -44,7 +44,7 @@ def plot_gan_losses(history: Sequence[dict], path: str | os.PathLike, title: str
         ax2.set_ylim(0, 100)
         ax.set_title("mode coverage during training")
         ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_mode_coverage(
@@ -73,7 +73,7 @@ def plot_mode_coverage(
     ax.set_ylim(means[:, 1].min() - pad, means[:, 1].max() + pad)
     ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_discriminator_optimality(result: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -90,7 +90,7 @@ def plot_discriminator_optimality(result: dict[str, Any], path: str | os.PathLik
     ax.set_title(f"fixed generator: max |D - D*| = {result['max_abs_error']:.3f}")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_generator_gradients(rows: Sequence[dict], path: str | os.PathLike) -> Path:
@@ -111,4 +111,4 @@ def plot_generator_gradients(rows: Sequence[dict], path: str | os.PathLike) -> P
     ax.set_title("the minimax generator gradient vanishes")
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower left", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)

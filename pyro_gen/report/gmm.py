@@ -7,14 +7,10 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from .figures import _save  # noqa: E402
+from .figures import plt, save_figure
 
 
 def _ellipse(ax, mean, cov, color, n_std: float = 2.0) -> None:
@@ -48,7 +44,7 @@ def plot_mixtures_2d(
             ax.plot(*locs[k], "x", color=c, ms=7, mew=2)
         ax.set_title(name)
         ax.set_aspect("equal", adjustable="datalim")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_traces(histories: Mapping[str, Sequence[dict]], path: str | os.PathLike) -> Path:
@@ -68,7 +64,7 @@ def plot_traces(histories: Mapping[str, Sequence[dict]], path: str | os.PathLike
     ax.set_title("log-likelihood (EM) and ELBO (SVI) during fitting")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_model_selection(
@@ -89,4 +85,4 @@ def plot_model_selection(
         ax.set_xlabel("number of components K")
         ax.set_title(name)
         ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)

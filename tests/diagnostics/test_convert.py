@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pyro_gen.diagnostics import load_inference_data, save_inference_data, to_inference_data
-from pyro_gen.inference import fit
+from pyro_gen.inference import FitResult, fit
 from pyro_gen.models.vae import VAE
 
 
@@ -152,6 +152,16 @@ def test_bad_inputs_raise_value_errors(conj, normal_data, tmp_path):
         to_inference_data([], normal_data)
     with pytest.raises(FileNotFoundError):
         load_inference_data(tmp_path / "missing.nc")
+    em_like = FitResult(
+        model=object(), history=[], steps=1, epochs=1.0, seconds=0.0, estimator="em", kind="em"
+    )
+    with pytest.raises(ValueError, match="without a guide"):
+        to_inference_data(em_like, normal_data)
+    no_draws = FitResult(
+        model=object(), history=[], steps=1, epochs=1.0, seconds=0.0, estimator="nuts", kind="nuts"
+    )
+    with pytest.raises(ValueError, match="posterior samples"):
+        to_inference_data(no_draws, normal_data)
 
 
 def test_global_sites_inside_other_plates_keep_their_plate_names():

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from pyro_gen.data import load_digits
-from pyro_gen.inference import evaluate, fit
+from pyro_gen.evaluation import evaluate
+from pyro_gen.inference import fit
 from pyro_gen.inference.svi import resolve_device
 from pyro_gen.models import VAE
 

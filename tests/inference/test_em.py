@@ -157,3 +157,22 @@ def test_singular_covariance_needs_reg_covar():
     # one component per point collapses onto it (zero variance) in the diagonal model too
     with pytest.raises(ValueError, match="zero variance.*reg_covar"):
         GaussianMixtureEM(5, covariance_type="diag", reg_covar=0.0).fit(x[:5])
+
+
+def test_result_follows_the_fit_result_contract(mixture_data):
+    x, _ = mixture_data
+    em = GaussianMixtureEM(3, covariance_type="diag", init="random", n_init=3, tol=1e-6, seed=0).fit(x[:600])
+    res = em.result_
+    rows = res.history
+    assert res.kind == "em" and res.estimator == "em"
+    # steps count the iterations of every restart; each restart adds n_iter + 1 rows
+    assert [r["restart"] for r in rows].count(2) >= 2 and len({r["restart"] for r in rows}) == 3
+    assert res.steps == rows[-1]["step"] == len(rows) - 3 and res.epochs == float(res.steps)
+    assert all(b["step"] - a["step"] in (0, 1) for a, b in zip(rows, rows[1:]))
+    for key in ("seconds", "cpu_seconds"):
+        values = [r[key] for r in rows]
+        assert values == sorted(values) and values[-1] <= getattr(res, key) + 1e-12
+    assert all(r["eval_seconds"] == 0.0 and r["epoch"] == r["step"] for r in rows)
+    assert res.step_ms["n"] == res.steps and res.step_ms["p10"] <= res.step_ms["median"] <= res.step_ms["p90"]
+    best = [r["log_likelihood"] for r in rows if r["restart"] == res.params["restart"]]
+    assert best == em.log_likelihood_history_

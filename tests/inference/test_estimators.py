@@ -312,3 +312,21 @@ def test_sync_free_trace_elbo_matches_trace_elbo_and_never_reads_back(num_partic
             monkeypatch.setattr(torch.Tensor, "__bool__", readback)
             pyro.infer.Trace_ELBO().differentiable_loss(model, guide, x)
         monkeypatch.undo()
+
+
+def test_plate_nesting_and_per_point_sums():
+    from pyro_gen.inference.traces import max_plate_nesting, plate_nesting, sum_log_prob
+
+    def nested(x):
+        with pyro.plate("groups", 3, dim=-2):
+            with data_plate(x):
+                pyro.sample("y", dist.Normal(torch.zeros(3, x.shape[0]), 1.0), obs=torch.zeros(3, x.shape[0]))
+
+    x = torch.zeros(5, 1)
+    assert max_plate_nesting(nested, None, (x,)) == 2
+    assert max_plate_nesting(model, make_guide(), (X,)) == 1
+    assert plate_nesting(pyro.poutine.trace(lambda: pyro.sample("a", dist.Normal(0.0, 1.0))).get_trace()) == 0
+    lp = torch.arange(4 * 3 * 5, dtype=torch.float64).reshape(4, 3, 5)  # (draws, groups, data)
+    assert torch.equal(sum_log_prob(lp, -3, -1), lp.sum(1))
+    assert torch.equal(sum_log_prob(lp, -3), lp.sum((1, 2)))
+    assert sum_log_prob(lp[0, 0], -3, -1).shape == (1, 5)  # no draw dim: a broadcastable one

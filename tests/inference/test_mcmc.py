@@ -2,19 +2,22 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from pyro_gen.data import sample_gaussian_mixture
+from pyro_gen.diagnostics import loo, mcmc_diagnostics, pareto_k_threshold, to_inference_data
 from pyro_gen.inference.em import initial_parameters
 from pyro_gen.inference.mcmc import (
     align_components,
     fit_nuts,
+    hungarian_permutation,
     log_predictive_density,
+    match_components,
     pointwise_log_likelihood,
-    psis_loo,
 )
-from pyro_gen.models.gmm import GaussianMixtureModel
+from pyro_gen.models.gmm import GaussianMixtureModel, MixtureParameters
 
 TRUE_LOCS = torch.tensor([[-2.0], [2.0]])
 TRUE_SCALES = torch.tensor([0.5, 0.5])
@@ -78,7 +81,8 @@ def test_tiny_nuts_run_posterior_near_truth():
     res = fit_nuts(
         gmm, x, num_samples=30, warmup_steps=30, num_chains=1, init=init, reference_locs=m0, progress=False
     )
-    assert res.estimator == "nuts" and res.steps == 30
+    assert res.estimator == "nuts" and res.kind == "nuts"
+    assert res.steps == 60 and res.epochs == 60.0  # warm-up + draws
     samples = res.params["samples"]
     assert samples["locs"].shape == (1, 30, 2, 1) and samples["weights"].shape == (1, 30, 2)
     mean = res.params["posterior_mean"]
@@ -86,9 +90,60 @@ def test_tiny_nuts_run_posterior_near_truth():
     assert torch.allclose(mean.weights, torch.tensor([0.5, 0.5], dtype=torch.float64), atol=0.2)
     lppd = log_predictive_density(res, x)
     assert lppd >= res.params["mean_log_likelihood"] - 1e-9  # Jensen: log E p >= E log p
-    loo = psis_loo(res, x)
-    assert loo["elpd_loo"] <= lppd * len(x) + 1e-6  # leaving a point out can only lower its density
-    assert loo["p_loo"] > 0
+    lo = loo(to_inference_data(res, x))
+    assert lo["elpd_loo"] <= lppd * len(x) + 1e-6  # leaving a point out can only lower its density
+    assert lo["p_loo"] > 0
+    assert lo["elpd_loo_per_point"] == pytest.approx(lo["elpd_loo"] / len(x))
+    assert lo["good_k"] == pytest.approx(min(1 - 1 / math.log10(30), 0.7))  # S = 30 draws
+    assert lo["num_bad_k"] == int((lo["pareto_k"] > lo["good_k"]).sum())
+
+
+def test_nuts_result_contract_and_inference_data_dims():
+    x, gmm, init, m0 = _small_problem(40)
+    res = fit_nuts(gmm, x, num_samples=12, warmup_steps=8, num_chains=2, init=init, progress=False)
+    assert res.kind == "nuts" and res.steps == 2 * (12 + 8) and res.epochs == res.steps
+    assert res.seconds > 0 and res.cpu_seconds > 0
+    assert [r["chain"] for r in res.history] == [0, 1]
+    assert [r["step"] for r in res.history] == [20, 40]
+    assert res.history[-1]["seconds"] == pytest.approx(res.seconds)
+    assert res.history[-1]["cpu_seconds"] == pytest.approx(res.cpu_seconds)
+    assert res.history[0]["seconds"] < res.history[1]["seconds"]
+    for row in res.history:
+        assert row["eval_seconds"] == 0.0 and 0.0 <= row["accept_prob"] <= 1.0 and row["divergences"] >= 0
+    idata = to_inference_data(res, x)
+    assert idata.posterior["locs"].dims == ("chain", "draw", "component", "dim")
+    assert idata.posterior["locs"].shape == (2, 12, 2, 1)
+    assert idata.posterior["weights"].shape == (2, 12, 2)
+    assert idata.log_likelihood["obs"].dims == ("chain", "draw", "data")
+    assert idata.log_likelihood["obs"].shape == (2, 12, 40)
+    ll = pointwise_log_likelihood(gmm, res.params["samples"], x)
+    np.testing.assert_allclose(idata.log_likelihood["obs"].values, ll.numpy())
+    assert idata.sample_stats["diverging"].shape == (2, 12)
+    diag = mcmc_diagnostics(idata)
+    assert diag["num_chains"] == 2 and diag["num_draws"] == 12
+    assert diag["divergences"] == int(res.params["diverging"].sum())
+    assert "log_likelihood" not in to_inference_data(res).groups()
+
+
+def test_pareto_k_threshold_follows_sample_size():
+    assert pareto_k_threshold(100) == pytest.approx(0.5)
+    assert pareto_k_threshold(1000) == pytest.approx(2 / 3)
+    assert pareto_k_threshold(10**6) == 0.7
+    with pytest.raises(ValueError, match="at least 2 draws"):
+        pareto_k_threshold(1)
+
+
+def test_hungarian_matching_undoes_a_permutation():
+    g = torch.Generator().manual_seed(0)
+    ref = MixtureParameters(torch.full((4,), 0.25), torch.randn(4, 3, generator=g) * 5, torch.ones(4, 3))
+    perm = torch.tensor([2, 0, 3, 1])
+    shuffled = ref.permute(perm)
+    back = shuffled.permute(match_components(shuffled, ref))
+    assert torch.equal(back.locs, ref.locs)
+    cost = torch.tensor([[5.0, 0.0], [0.0, 5.0]])
+    assert hungarian_permutation(cost).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="square"):
+        hungarian_permutation(torch.zeros(2, 3))
 
 
 @pytest.mark.slow

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from pyro_gen.data import load_digits
-from pyro_gen.inference.autoencoder_train import autoencoder_loss, train_autoencoder
-from pyro_gen.inference.probe import encoder_features, linear_probe, probe_split
+from pyro_gen.evaluation.probe import encoder_features, linear_probe, probe_split
+from pyro_gen.inference.loss import mean_loss, train_autoencoder
 from pyro_gen.models.autoencoders import Autoencoder
 from pyro_gen.models.vae import VAE
 
@@ -124,7 +124,7 @@ def test_trainer_rejects_bad_data_and_arguments():
 def test_training_lowers_test_loss_and_features_beat_chance(digits):
     ae = Autoencoder(64, code_dim=16, hidden=(64,), kind="denoising", noise_level=0.2)
     ae.init_output_bias(digits.train.mean(0))
-    before = autoencoder_loss(ae, digits.test)
+    before = mean_loss(ae, digits.test)
     res = train_autoencoder(
         ae, digits.train, epochs=15, batch_size=64, lr=3e-3, test_data=digits.test, progress=False
     )
@@ -163,6 +163,6 @@ def test_autoencoder_family_run_folder_round_trip(tmp_path, digits):
     from pyro_gen.data import load_data
 
     test = load_data("digits", binarize="dynamic", seed=0).test
-    assert abs(autoencoder_loss(model, test) - metrics["test_loss"]) < 1e-4
+    assert abs(mean_loss(model, test) - metrics["test_loss"]) < 1e-4
     assert 0.0 <= metrics["probe_accuracy"] <= 1.0
     assert (tmp_path / "loss.png").exists() and (tmp_path / "reconstructions.png").exists()

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from pyro_gen.inference import fit, importance_log_likelihood
+from pyro_gen.evaluation import importance_log_likelihood
+from pyro_gen.inference import fit
 from pyro_gen.models.autoregressive import MADE, MaskedConv2d, PixelCNN, exact_log_likelihood
 
 
@@ -168,37 +169,16 @@ def test_made_family_run_folder_round_trip(tmp_path):
 
 def test_pixelcnn_family_rejects_non_binary_and_non_image_data():
     from pyro_gen.data import load_data
-    from pyro_gen.families.pixelcnn import build_pixelcnn
+    from pyro_gen.families.made import PixelCNNConfig, build_pixelcnn
 
     with pytest.raises(ValueError, match="binary"):
-        build_pixelcnn(load_data("digits", binarize=None), {})
+        build_pixelcnn(load_data("digits", binarize=None), PixelCNNConfig())
     with pytest.raises(ValueError, match="image"):
-        build_pixelcnn(load_data("moons", binarize=None), {})
-    net = build_pixelcnn(load_data("digits", binarize="static"), {"channels": 4, "layers": 1})
+        build_pixelcnn(load_data("moons", binarize=None), PixelCNNConfig())
+    net = build_pixelcnn(load_data("digits", binarize="static"), PixelCNNConfig(channels=4, layers=1))
     assert net.shape == (8, 8)
 
 
-@pytest.mark.slow
-def test_compare_families_smoke(tmp_path):
-    from pyro_gen.compare.families import compare_families
-
-    res = compare_families(
-        "digits",
-        tmp_path,
-        families=["made", "autoencoder", "nonexistent"],
-        budget="smoke",
-        k=5,
-        num_samples=50,
-        progress=False,
-        device="cpu",
-    )
-    rows = {r["family"]: r for r in res["rows"]}
-    assert rows["made"]["likelihood_kind"] == "exact" and rows["made"]["frechet_distance"] > 0
-    assert (
-        rows["autoencoder"]["test_bits_per_dim"] is None and 0 <= rows["autoencoder"]["probe_accuracy"] <= 1
-    )
-    assert res["skipped"] == {"nonexistent": "not registered"}
-    assert (tmp_path / "families.md").exists() and (tmp_path / "samples.png").exists()
 
 
 def test_gaussian_made_learns_a_nonlinear_conditional():
@@ -224,14 +204,3 @@ def test_pixelcnn_logits_on_cropped_rows_equal_full_image_logits():
     img = x.reshape(3, 1, 6, 5)
     for r in range(6):
         assert torch.allclose(net._logit_map(img[:, :, : r + 1])[:, 0, r], full[:, r], atol=1e-6)
-
-
-def test_compare_families_uses_each_familys_own_defaults():
-    from pyro_gen.compare.families import family_defaults
-    from pyro_gen.registry import get_family
-
-    options, settings = family_defaults(get_family("made"))
-    assert options == {"hidden": "512,512", "likelihood": "auto", "order": "natural", "activation": "relu"}
-    assert settings == {}
-    options, _ = family_defaults(get_family("autoencoder"))
-    assert options["kind"] == "plain" and "epochs" not in options and "binarize" not in options

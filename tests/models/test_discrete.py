@@ -6,7 +6,8 @@ import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO, config_enumerate
 
-from pyro_gen.inference import fit, importance_log_likelihood
+from pyro_gen.evaluation import importance_log_likelihood
+from pyro_gen.inference import fit
 from pyro_gen.inference.gradients import gradient_moments
 from pyro_gen.models.discrete import DiscreteVAE
 

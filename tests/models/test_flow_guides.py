@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from pyro_gen.inference import elbo_per_point, fit, importance_log_likelihood, log_weights
+from pyro_gen.evaluation.likelihood import importance_log_likelihood, log_weights
+from pyro_gen.inference import elbo_per_point, fit
 from pyro_gen.models.flow_guides import GUIDE_FLOWS, FlowGuideVAE
 from pyro_gen.report.flows import log_density_grid
 

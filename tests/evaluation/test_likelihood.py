@@ -2,7 +2,7 @@ import pytest
 import torch
 from linear_gaussian import closed_form_elbo, exact_log_marginal, linear_gaussian_vae
 
-from pyro_gen.inference import importance_log_likelihood, log_weights
+from pyro_gen.evaluation import importance_log_likelihood, log_weights
 
 
 def test_is_estimate_approaches_exact_log_marginal():

@@ -66,20 +66,19 @@ def diagnose_run(
     import pyro
     import torch
 
-    from ..data import load_data
-    from ..report.diagnostics import plot_ess, plot_khat, plot_kl_per_dim, plot_rank
-    from ..report.files import write_json
-    from ..runs import load_run
-    from .convert import save_inference_data, to_inference_data
-    from .mcmc import loo, mcmc_diagnostics
-    from .variational import (
-        _all_in_data_plate,
+    from .diagnostics.convert import save_inference_data, to_inference_data
+    from .diagnostics.mcmc import loo, mcmc_diagnostics
+    from .diagnostics.variational import (
         active_units,
+        all_in_data_plate,
         amortization_gap,
         importance_gap,
         kl_per_dim,
         psis_diagnostic,
     )
+    from .report.diagnostics import plot_ess, plot_khat, plot_kl_per_dim, plot_rank
+    from .report.files import write_json
+    from .runs import load_run, load_run_data
 
     for name, val in (("num_points", num_points), ("num_samples", num_samples), ("num_chains", num_chains)):
         if val < 1:
@@ -91,7 +90,7 @@ def diagnose_run(
     model, config = load_run(run_dir)
     if not (callable(getattr(model, "model", None)) and callable(getattr(model, "guide", None))):
         raise ValueError(f"model family {config['family']!r} has no model/guide pair to diagnose")
-    data = load_data(config["data"], binarize=config.get("binarize"), seed=config.get("seed", 0))
+    data = load_run_data(config)
     x = data.test[:num_points]
     if isinstance(model, torch.nn.Module):
         model.eval()
@@ -101,7 +100,7 @@ def diagnose_run(
 
     idata = to_inference_data(model, x, num_samples=num_samples, num_chains=num_chains)
     files = [save_inference_data(idata, run_dir / INFERENCE_DATA_FILE).name]
-    amortized = _all_in_data_plate(model.model, model.guide, (x,))
+    amortized = all_in_data_plate(model.model, model.guide, (x,))
 
     ps = psis_diagnostic(model, x, num_samples=k)
     summary["psis"] = ps

@@ -18,13 +18,18 @@ import torch
 from pyro.poutine.util import site_is_subsample
 
 from ..data.checks import as_data_tensor
+from ..inference.svi import resolve_pair
+from ..inference.traces import max_plate_nesting as plate_nesting_of
+from ..inference.traces import sum_log_prob
 from ..models.base import DATA_PLATE
-from .estimators import _plate_nesting as _max_plate_nesting
-from .svi import resolve_pair
 
 
-def _per_point_log_prob(trace, batch_size: int, particle_dim: int) -> torch.Tensor:
-    """Sum each sample site's log-density into ``(num_particles, batch_size)``."""
+def per_point_log_prob(trace, batch_size: int, particle_dim: int) -> torch.Tensor:
+    """Return the sample sites' log-densities of ``trace`` summed into ``(particles, batch_size)`` nats.
+
+    Every sample site must lie in the ``"data"`` plate (``ValueError`` naming the site
+    otherwise); a trace without sample sites gives zeros of shape ``(1, batch_size)``.
+    """
     total: torch.Tensor | None = None
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site):
@@ -35,11 +40,7 @@ def _per_point_log_prob(trace, batch_size: int, particle_dim: int) -> torch.Tens
                 f"site {name!r} is outside the '{DATA_PLATE}' plate: per-data-point importance "
                 "sampling needs every sample site to be local to a data point"
             )
-        lp = site["fn"].log_prob(site["value"])
-        if lp.dim() < -particle_dim:
-            lp = lp.reshape((1,) * (-particle_dim - lp.dim()) + tuple(lp.shape))
-        lp = lp.movedim((lp.dim() + particle_dim, lp.dim() + frames[0].dim), (0, 1))
-        lp = lp.reshape(lp.shape[0], lp.shape[1], -1).sum(-1)
+        lp = sum_log_prob(site["fn"].log_prob(site["value"]), particle_dim, frames[0].dim)
         total = lp if total is None else total + lp
     if total is None:
         return torch.zeros(1, batch_size)
@@ -52,15 +53,13 @@ def log_weights(
 ) -> torch.Tensor:
     """Return ``(num_samples, N)`` log importance weights log p(x_n, z) - log q(z | x_n) in nats."""
     if max_plate_nesting is None:
-        tr = poutine.trace(guide).get_trace(x[:1])
-        mtr = poutine.trace(poutine.replay(model, trace=tr)).get_trace(x[:1])
-        max_plate_nesting = max(_max_plate_nesting(tr), _max_plate_nesting(mtr))
+        max_plate_nesting = plate_nesting_of(model, guide, (x[:1],))
     particle_dim = -max_plate_nesting - 1
     plate = pyro.plate("_particles", num_samples, dim=particle_dim)
     guide_tr = poutine.trace(plate(guide)).get_trace(x)
     model_tr = poutine.trace(poutine.replay(plate(model), trace=guide_tr)).get_trace(x)
     n = x.shape[0]
-    return _per_point_log_prob(model_tr, n, particle_dim) - _per_point_log_prob(guide_tr, n, particle_dim)
+    return per_point_log_prob(model_tr, n, particle_dim) - per_point_log_prob(guide_tr, n, particle_dim)
 
 
 @torch.no_grad()
@@ -110,9 +109,7 @@ def importance_log_likelihood(
         batch_size = max(1, min(n, memory_budget // (4 * d * min(k, 64))))
     if chunk_size is None:
         chunk_size = max(1, min(k, memory_budget // (4 * d * batch_size)))
-    tr = poutine.trace(guide_fn).get_trace(data[:1].to(device))
-    mtr = poutine.trace(poutine.replay(model_fn, trace=tr)).get_trace(data[:1].to(device))
-    nesting = max(_max_plate_nesting(tr), _max_plate_nesting(mtr))
+    nesting = plate_nesting_of(model_fn, guide_fn, (data[:1].to(device),))
     ll = torch.empty(n, dtype=torch.float64)
     elbo = torch.empty(n, dtype=torch.float64)
     bar = tqdm(total=n, disable=not progress, desc=f"IS k={k}", unit="pt", leave=False)
@@ -145,10 +142,3 @@ def importance_log_likelihood(
         "num_points": n,
         "per_point": ll,
     }
-
-
-def evaluate(
-    model: Any, data: torch.Tensor, *, guide: Callable | None = None, k: int = 5000, **kw
-) -> dict[str, Any]:
-    """Return the metrics of ``model`` on ``data``: see :func:`importance_log_likelihood`."""
-    return importance_log_likelihood(model, data, guide=guide, k=k, **kw)

@@ -8,7 +8,7 @@ import torch
 
 from pyro_gen.data import load_digits, sample_gaussian_mixture
 from pyro_gen.data.synthetic import grid_means, ring_means
-from pyro_gen.inference.metrics import (
+from pyro_gen.evaluation.samples import (
     feature_classifier_for,
     frechet_distance,
     frechet_distance_gaussians,

@@ -3,8 +3,9 @@
 :func:`compare_gmm` fits closed-form EM, SVI-MAP (``AutoDelta``), SVI-variational
 (``AutoNormal``), both with ``TraceEnum_ELBO`` over the enumerated assignments, and NUTS
 (assignments summed out), all from the same k-means++ starting point, then reports for each
-the train and held-out log-likelihood (nats per point), the wall time (seconds) and the
-component parameters matched to EM's components by the Hungarian algorithm. It also selects
+the train and held-out log-likelihood (nats per point), the costs of each fit (read from its
+:class:`~pyro_gen.inference.FitResult`: training wall and CPU seconds, ms per step, threads,
+device) and the component parameters matched to EM's components by the Hungarian algorithm. It also selects
 K by BIC (EM) and by PSIS-LOO (NUTS, ArviZ).
 
 Log-likelihoods: EM and MAP are point estimates and are scored by the plug-in density
@@ -26,15 +27,14 @@ import torch
 from pyro.infer import TraceEnum_ELBO
 from scipy.optimize import linear_sum_assignment
 
-from ..comparisons import Comparison, register_comparison
 from ..data import load_data, sample_gaussian_mixture
 from ..data.checks import as_data_tensor
 from ..inference.em import GaussianMixtureEM, initial_parameters
-from ..inference.mcmc import fit_nuts, log_predictive_density, psis_loo
+from ..inference.mcmc import fit_nuts, log_predictive_density
 from ..inference.svi import fit
 from ..models.gmm import GaussianMixtureModel, MixtureParameters
-
-METHODS = ("em", "svi-map", "svi-normal", "nuts")
+from .arguments import GMM_METHODS as METHODS
+from .costs import fit_costs
 
 
 def match_components(params: MixtureParameters, reference: MixtureParameters) -> torch.Tensor:
@@ -81,7 +81,9 @@ def compare_gmm(
     """Fit a ``num_components`` mixture with each of ``methods`` on ``x_train``; return the report dict.
 
     The dict has ``methods`` (per method: ``train_log_likelihood``, ``test_log_likelihood``
-    in nats per point, ``seconds`` of fitting, ``weights``/``locs`` matched to EM's
+    in nats per point, ``costs`` (:func:`~pyro_gen.experiments.costs.fit_costs` of the
+    method's :class:`~pyro_gen.inference.FitResult`, plus ``final_eval_seconds``: wall seconds
+    of the scoring after the fit), ``weights``/``locs`` matched to EM's
     components, ``max_loc_diff_vs_em``, plus ``*_predictive`` for the Bayesian methods and
     R-hat/divergences for NUTS), ``mixtures`` (the matched :class:`MixtureParameters`, not
     JSON), ``histories`` (per method), and when ``k_range`` is given ``model_selection``
@@ -115,9 +117,8 @@ def compare_gmm(
         precisions_init=_precisions(c0, covariance_type),
     ).fit(x_train)
     ref = MixtureParameters(em.weights_, em.means_, em.covariance_matrices())
-    fits: dict[str, tuple[MixtureParameters, float, list, dict]] = {
-        "em": (ref, em.result_.seconds, em.result_.history, {})
-    }
+    fits: dict[str, tuple[MixtureParameters, Any, dict]] = {"em": (ref, em.result_, {})}
+    scoring: dict[str, float] = {}  # wall seconds of each method's scoring after its fit
 
     for method in ("svi-map", "svi-normal"):
         if method not in methods:
@@ -136,14 +137,24 @@ def compare_gmm(
             seed=seed,
             progress=progress,
         )
+        t0 = time.perf_counter()
         params = gmm.parameters_from(guide.median(x_train))
         extra: dict[str, Any] = {"final_elbo": res.final_train_elbo}
         if method == "svi-normal":
             draws = _guide_draws(guide, x_train, 200)
-            pseudo = type(res)(gmm, [], 0, 0.0, 0.0, "svi-normal", params={"samples": draws})
+            pseudo = type(res)(
+                model=gmm,
+                history=[],
+                steps=0,
+                epochs=0.0,
+                seconds=0.0,
+                estimator="svi-normal",
+                params={"samples": draws},
+            )
             extra["train_log_likelihood_predictive"] = log_predictive_density(pseudo, x_train)
             extra["test_log_likelihood_predictive"] = log_predictive_density(pseudo, x_test)
-        fits[method] = (params, res.seconds, res.history, extra)
+        scoring[method] = time.perf_counter() - t0
+        fits[method] = (params, res, extra)
 
     if "nuts" in methods:
         res = fit_nuts(
@@ -157,6 +168,7 @@ def compare_gmm(
             seed=seed,
             progress=progress,
         )
+        t0 = time.perf_counter()
         extra = {
             "train_log_likelihood_predictive": log_predictive_density(res, x_train),
             "test_log_likelihood_predictive": log_predictive_density(res, x_test),
@@ -164,16 +176,21 @@ def compare_gmm(
             "min_ess_bulk": min(res.params["ess_bulk"].values()),
             "divergences": res.params["divergences"],
         }
-        fits["nuts"] = (res.params["posterior_mean"], res.seconds, res.history, extra)
+        scoring["nuts"] = time.perf_counter() - t0
+        fits["nuts"] = (res.params["posterior_mean"], res, extra)
 
-    for method, (params, seconds, history, extra) in fits.items():
+    for method, (params, result, extra) in fits.items():
+        t0 = time.perf_counter()
         matched = params.permute(match_components(params, ref))
         report["mixtures"][method] = matched
-        report["histories"][method] = history
+        report["histories"][method] = result.history
+        train_ll, test_ll = float(matched.log_prob(x_train).mean()), float(matched.log_prob(x_test).mean())
+        costs = fit_costs(result)
+        costs["final_eval_seconds"] = scoring.get(method, 0.0) + time.perf_counter() - t0
         report["methods"][method] = {
-            "train_log_likelihood": float(matched.log_prob(x_train).mean()),
-            "test_log_likelihood": float(matched.log_prob(x_test).mean()),
-            "seconds": seconds,
+            "train_log_likelihood": train_ll,
+            "test_log_likelihood": test_ll,
+            "costs": costs,
             "weights": matched.weights.tolist(),
             "locs": matched.locs.tolist(),
             "max_loc_diff_vs_em": float((matched.locs - ref.locs).abs().max()),
@@ -200,6 +217,18 @@ def _precisions(cov: torch.Tensor, covariance_type: str) -> np.ndarray:
     if covariance_type == "full":
         return torch.linalg.inv(cov).numpy()
     return 1.0 / cov.diagonal(dim1=-2, dim2=-1).numpy()
+
+
+def psis_loo(result: Any, x: torch.Tensor) -> dict[str, Any]:
+    """Return PSIS-LOO of a NUTS fit on ``x`` as JSON-ready numbers (:func:`pyro_gen.diagnostics.loo`).
+
+    ``elpd_loo`` and ``se`` in nats summed over points, ``elpd_loo_per_point``, ``p_loo``,
+    ``looic``, ``max_pareto_k``, ``good_k``, ``num_bad_k`` and the ``verdict``.
+    """
+    from ..diagnostics import loo, to_inference_data
+
+    res = loo(to_inference_data(result, x))
+    return {k: v for k, v in res.items() if k not in ("pareto_k", "elpd_data")}
 
 
 def select_k(
@@ -293,31 +322,14 @@ def _parse_ks(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
 
-def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data", default="synthetic", help="synthetic | digits | moons | ring | grid | mnist:PATH"
-    )
-    p.add_argument("--pca-dim", type=int, default=None, help="project the data on this many PCA components")
-    p.add_argument("--components", type=int, default=3, help="K for the four-way comparison")
-    p.add_argument("--covariance-type", default="full", choices=["full", "diag"])
-    p.add_argument(
-        "--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS)
-    )
-    p.add_argument("--svi-steps", type=int, default=1000)
-    p.add_argument("--svi-lr", type=float, default=0.05)
-    p.add_argument("--nuts-samples", type=int, default=200, help="draws per chain")
-    p.add_argument("--nuts-warmup", type=int, default=200)
-    p.add_argument("--nuts-chains", type=int, default=2)
-    p.add_argument("--k-range", default="1-5", help="model selection over K, e.g. 1-5 or 2,3,4 ('' to skip)")
-    p.add_argument("--loo-k-range", default=None, help="K values for PSIS-LOO (default: --k-range)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="report folder (default runs/compare-gmm-<data>)")
-    p.add_argument("--no-progress", action="store_true")
-
-
 def write_report(report: dict, x_train: torch.Tensor, out: Path) -> list[str]:
-    """Write ``comparison.json`` and the PNG figures of ``report`` into ``out``; return the file names."""
+    """Write ``comparison.json``, ``report.md`` and the PNG figures of ``report`` into ``out``.
+
+    Returns the file names. The objective (log-likelihood for EM, ELBO for SVI, nats per
+    point) is plotted against steps and against training seconds.
+    """
     from ..report import write_json
+    from ..report.estimators import cost_table, plot_curves, timing_note, write_markdown
     from ..report.gmm import plot_mixtures_2d, plot_model_selection, plot_traces
 
     out.mkdir(parents=True, exist_ok=True)
@@ -330,24 +342,63 @@ def write_report(report: dict, x_train: torch.Tensor, out: Path) -> list[str]:
     files.append(
         plot_traces({k: v for k, v in report["histories"].items() if k != "nuts"}, out / "traces.png").name
     )
+    curves = [{"name": k, "history": v} for k, v in report["histories"].items() if k != "nuts"]
+    for x in ("step", "seconds"):
+        files.append(
+            plot_curves(
+                curves,
+                out / f"objective_vs_{'steps' if x == 'step' else 'seconds'}.png",
+                y="train_elbo",
+                x=x,
+                ylabel="log-likelihood (EM) / ELBO (SVI), nats per point",
+                title="Gaussian mixture: objective during fitting",
+                xscale="symlog" if x == "step" else "linear",
+            ).name
+        )
     sel = report.get("model_selection")
     if sel:
         elpd = [r["elpd_loo"] for r in sel["loo"]] if sel["loo"] and sel["loo_k"] == sel["k"] else None
         files.append(plot_model_selection(sel["k"], sel["bic"], elpd, out / "model_selection.png").name)
+    methods = [{"name": k, "costs": v["costs"]} for k, v in report["methods"].items()]
+    text = "\n".join(
+        [
+            "# Gaussian mixture: EM, SVI and NUTS",
+            "",
+            "Log-likelihoods in nats per point; `test pred` is the log posterior predictive density.",
+            "",
+            "```",
+            format_table(report),
+            "```",
+            "",
+            "## Costs",
+            "",
+            cost_table(methods),
+            "",
+            timing_note(methods) + " EM steps are iterations (all restarts); NUTS steps are transitions "
+            "(warm-up and draws, all chains).",
+        ]
+    )
+    files.append(write_markdown(text, out / "report.md").name)
     return files
 
 
 def format_table(report: dict) -> str:
-    """Return the per-method table as text (nats per point, seconds)."""
+    """Return the per-method table as text: log-likelihoods (nats per point) and training costs.
+
+    ``train s`` is training wall seconds, ``ms/step`` and ``CPU ms/step`` wall and process-CPU
+    milliseconds per step, all from the method's :class:`~pyro_gen.inference.FitResult`.
+    """
     lines = [
-        f"{'method':<11} {'train LL':>9} {'test LL':>9} {'test pred':>9} {'seconds':>8} {'max|dloc|':>9}"
+        f"{'method':<11} {'train LL':>9} {'test LL':>9} {'test pred':>9} {'train s':>8} {'ms/step':>8} "
+        f"{'CPU ms/st':>9} {'max|dloc|':>9}"
     ]
     for name, r in report["methods"].items():
         pred = r.get("test_log_likelihood_predictive")
+        c = r["costs"]
         lines.append(
             f"{name:<11} {r['train_log_likelihood']:>9.4f} {r['test_log_likelihood']:>9.4f} "
-            f"{(f'{pred:.4f}' if pred is not None else '-'):>9} {r['seconds']:>8.2f} "
-            f"{r['max_loc_diff_vs_em']:>9.4f}"
+            f"{(f'{pred:.4f}' if pred is not None else '-'):>9} {c['train_seconds']:>8.2f} "
+            f"{c['ms_per_step']:>8.2f} {c['cpu_ms_per_step']:>9.2f} {r['max_loc_diff_vs_em']:>9.4f}"
         )
     sel = report.get("model_selection")
     if sel:
@@ -364,10 +415,10 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run ``pyro-gen compare gmm`` from parsed flags; print the table and the report folder; return 0."""
     train, test, name = load_for_gmm(args.data, args.pca_dim, seed=args.seed)
     methods = tuple(m for m in args.methods.split(",") if m)
-    t0 = time.perf_counter()
     report = compare_gmm(
         train,
         test,
@@ -385,7 +436,6 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     report["data"] = {"name": name, "train": list(train.shape), "test": list(test.shape)}
-    report["total_seconds"] = time.perf_counter() - t0
     out = Path(args.out or f"runs/compare-gmm-{name}")
     files = write_report(report, train, out)
     print(
@@ -395,13 +445,3 @@ def _run(args: argparse.Namespace) -> int:
     print(format_table(report))
     print(f"report: {out}/ ({', '.join(files)})")
     return 0
-
-
-register_comparison(
-    Comparison(
-        name="gmm",
-        summary="Gaussian mixture by EM, SVI-MAP, SVI-variational and NUTS; K chosen by BIC and PSIS-LOO",
-        add_arguments=_arguments,
-        run=_run,
-    )
-)

@@ -1,1 +1,0 @@
-"""Targets of ``pyro-gen compare``: one module per target, each registering itself."""
