@@ -163,13 +163,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
-    from .inference.estimators import estimator_names
+    from .inference.catalog import BUILTIN_ESTIMATORS
 
     print("model families:")
     for name, fam in families().items():
         print(f"  {name:<12} {fam.summary}")
     print("estimators:")
-    print("  " + ", ".join(estimator_names()))
+    for name, summary in BUILTIN_ESTIMATORS.items():
+        print(f"  {name:<15} {summary}")
     return 0
 
 

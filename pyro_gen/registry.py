@@ -48,9 +48,10 @@ class ModelFamily:
     * ``threads(data) -> int | None``: torch threads while training unless given.
     * ``prepare(data, config) -> DataSplit``: the split the family trains on (e.g. grey levels).
     * ``guide(model, config)``: the guide to pair with the model (default: ``model.guide``).
-    * ``train(model, data, config, train_config, given) -> FitResult``: the ``custom`` trainer;
-      ``given`` is the set of training settings the user gave explicitly, so that one the
-      algorithm cannot honour is refused.
+    * ``train(model, data, config, train_config, given, *, checkpoint, resume, callbacks, ...)
+      -> FitResult``: the ``custom`` trainer; ``given`` is the set of training settings the
+      user gave explicitly, so that one the algorithm cannot honour is refused; gradient
+      training inside it runs on the engine with ``checkpoint``/``resume``/``callbacks``.
     * ``evaluate(model, data, config, seed) -> dict``: metrics beyond :func:`pyro_gen.evaluate`.
     * ``monitor(model, data, config, seed) -> dict``: numbers logged during training at each
       held-out evaluation (e.g. a GAN's mode coverage).

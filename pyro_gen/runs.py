@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -134,10 +135,12 @@ def plan_from_dict(values: dict[str, Any]) -> RunPlan:
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """Return the dict in a run's ``config.json`` (a folder or the file itself)."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is not a run folder (it does not exist)")
     if path.is_dir():
+        if not (path / CONFIG).is_file():
+            raise FileNotFoundError(f"{path} is not a run folder (no {CONFIG})")
         path = path / CONFIG
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist (is {path.parent} a run folder?)")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -185,7 +188,7 @@ def _estimator(plan: RunPlan) -> str:
     return default(plan.model) if callable(default) else default
 
 
-def _train(plan: RunPlan, model, data, train: TrainConfig, out: Path, progress: bool | None):
+def _train(plan: RunPlan, model, data, train: TrainConfig, out: Path, progress: bool | None, callbacks=()):
     from .inference.engine import train as run_engine
 
     family = plan.family
@@ -193,14 +196,16 @@ def _train(plan: RunPlan, model, data, train: TrainConfig, out: Path, progress: 
     ckpt = out / CHECKPOINT
     resume = None
     if plan.run.resume:
-        if family.trainer == "custom":
-            raise ValueError(
-                f"--resume: the {family.name} family's trainer has no checkpoints to resume from"
-            )
         if not ckpt.is_file():
             raise ValueError(f"--resume: {ckpt} does not exist")
         resume = ckpt
-    common = {"test_data": data.test, "transform": data.batch_transform, "checkpoint": ckpt, "resume": resume}
+    common = {
+        "test_data": data.test,
+        "transform": data.batch_transform,
+        "checkpoint": ckpt,
+        "resume": resume,
+        "callbacks": callbacks,
+    }
     seed = train.seed or 0
     if family.trainer == "svi":
         from .inference.svi import SVIObjective
@@ -229,10 +234,9 @@ def _train(plan: RunPlan, model, data, train: TrainConfig, out: Path, progress: 
         from .inference.loss import LossObjective
 
         return run_engine(LossObjective(model), data.train, train, **common)
-    # a custom trainer keeps no engine checkpoints (and --resume is refused above)
-    return family.train(
-        model, data, plan.model, dataclasses.replace(train, checkpoint_every=None), plan.given
-    )
+    # a custom trainer hands gradient training to the engine (with these checkpoints) and
+    # refuses --resume for algorithms that keep none
+    return family.train(model, data, plan.model, train, plan.given, **common)
 
 
 def _evaluate(plan: RunPlan, model, data, progress: bool | None) -> dict[str, Any]:
@@ -263,7 +267,12 @@ def _evaluate(plan: RunPlan, model, data, progress: bool | None) -> dict[str, An
 
 
 def run_plan(
-    plan: RunPlan, *, out: str | os.PathLike | None = None, progress: bool | None = True
+    plan: RunPlan,
+    *,
+    out: str | os.PathLike | None = None,
+    progress: bool | None = True,
+    callbacks: Sequence[Callable] = (),
+    evaluate: bool = True,
 ) -> dict | None:
     """Fit, evaluate and report one run of ``plan`` into ``out`` (default: ``plan.run.out``).
 
@@ -272,8 +281,10 @@ def run_plan(
     ``cpu_seconds``, ``ms_per_step``, ``threads``, ``device``, the evaluation
     (``train_elbo``, ``test_elbo``, ``test_log_likelihood`` in nats per data point,
     ``test_bits_per_dim``, ``k`` where they apply) and ``eval_seconds`` (wall seconds of
-    the final evaluation). Under ``torchrun`` every rank trains; only rank 0 writes files and
-    evaluates (other ranks return None).
+    the final evaluation). ``callbacks`` are the engine's per-step callbacks; with
+    ``evaluate=False`` the final evaluation is skipped (the metrics hold training numbers).
+    Under ``torchrun`` every rank trains; only rank 0 writes files and evaluates (other ranks
+    return None).
     """
     import time
 
@@ -297,7 +308,7 @@ def run_plan(
         config = {**plan.to_dict(), "data_info": _data_info(data)}
         config["run"]["out"] = str(out)
         write_json(config, out / CONFIG)
-    result = _train(plan, model, data, train, out, progress and rank == 0)
+    result = _train(plan, model, data, train, out, progress and rank == 0, callbacks)
     if rank != 0:
         return None
     if family.trainer == "adversarial" and isinstance(model, torch.nn.Module):
@@ -321,7 +332,8 @@ def run_plan(
         "device": result.device,
     }
     t0 = time.perf_counter()
-    metrics.update(_evaluate(plan, model, data, progress))
+    if evaluate:
+        metrics.update(_evaluate(plan, model, data, progress))
     metrics["eval_seconds"] = time.perf_counter() - t0
     metrics["checkpoint"] = CHECKPOINT if (out / CHECKPOINT).exists() else None
     # the report shows the family's model object, whatever the trainer returned as its model

@@ -88,11 +88,25 @@ def build_gmm(data, cfg: GMMConfig) -> GaussianMixtureRun:
     return GaussianMixtureRun(data.dim, cfg)
 
 
-def train_gmm(model: GaussianMixtureRun, data, cfg: GMMConfig, train_config, given: set[str]):
+def train_gmm(
+    model: GaussianMixtureRun,
+    data,
+    cfg: GMMConfig,
+    train_config,
+    given: set[str],
+    *,
+    checkpoint=None,
+    resume=None,
+    callbacks=(),
+    **_: Any,
+):
     """Fit the mixture by ``cfg.method``; return the method's :class:`~pyro_gen.inference.FitResult`.
 
-    Refuses (``ValueError``) training settings the method cannot honour.
+    Refuses (``ValueError``) training settings the method cannot honour, and ``--resume`` for
+    EM and NUTS (they keep no checkpoints); SVI runs on the engine with its checkpoints.
     """
+    if resume is not None and cfg.method != "svi":
+        raise ValueError(f"--resume: --method {cfg.method} keeps no checkpoints to resume from (svi does)")
     honoured = HONOURED[cfg.method]
     if honoured is not None:
         refused = sorted(given - honoured)
@@ -140,6 +154,9 @@ def train_gmm(model: GaussianMixtureRun, data, cfg: GMMConfig, train_config, giv
             estimator=TraceEnum_ELBO(max_plate_nesting=1),
             test_data=data.test.float(),
             config=train_config,
+            checkpoint=checkpoint,
+            resume=resume,
+            callbacks=callbacks,
         )
         result.estimator = f"svi-{cfg.guide}"
         model.params = gmm.parameters_from(guide.median(x))

@@ -138,8 +138,9 @@ class StepInfo:
     """What a per-step callback sees after each step.
 
     ``loss`` is the step's loss as a float (``nan`` on an accelerator between reads);
-    ``logs`` every number the objective logged for the step. ``model``, ``guide``, ``batch``
-    and ``optimizer`` are the SVI objective's (``None`` where an objective has none).
+    ``logs`` every number the objective logged for the step; ``objective`` the objective being
+    trained. ``model``, ``guide``, ``batch`` and ``optimizer`` are the SVI objective's
+    (``None`` where an objective has none).
     """
 
     step: int
@@ -150,6 +151,7 @@ class StepInfo:
     batch: torch.Tensor | None = None
     optimizer: torch.optim.Optimizer | None = None
     logs: dict[str, float] = field(default_factory=dict)
+    objective: Any = None
 
 
 class Objective:
@@ -214,6 +216,9 @@ class Objective:
 
     def finish(self) -> None:
         """Called after the last step."""
+
+    def materialize(self, batch: torch.Tensor, ctx: StepContext) -> None:
+        """Create parameters that the model makes on first use, before a resume restores them."""
 
     def result_fields(self) -> dict[str, Any]:
         """Return extra :class:`FitResult` fields (``guide``, ``params``)."""
@@ -458,15 +463,26 @@ class _Engine:
         self.opts[name].step()
         self.opts[name].zero_grad(set_to_none=True)
 
-    def _diverged(self, value: float, first: int, last: int, name: str = "") -> TrainingDivergedError:
+    def _diverged(
+        self, value: float, first: int, last: int, name: str = "", what: str | None = None
+    ) -> TrainingDivergedError:
         where = f"; the last good checkpoint is {self.last_ckpt}" if self.last_ckpt else ""
         at = f"at step {last}" if first == last else f"between steps {first} and {last}"
         lr = ""
         if self.opts:
             opt = self.opts.get(name) or next(iter(self.opts.values()))
             lr = f" (lr={opt.param_groups[0]['lr']:.3g})"
+        if what == "parameters":
+            return TrainingDivergedError(f"the parameters became non-finite {at}{lr}{where}")
         what = f"{name} loss" if name and name != "main" else "loss"
         return TrainingDivergedError(f"{what} became {value} {at}{lr}{where}")
+
+    def _parameters_finite(self) -> bool:
+        for m in self.objective.modules().values():
+            for p in m.parameters():
+                if p.is_floating_point() and not torch.isfinite(p).all():
+                    return False
+        return True
 
     def _read_pending(self) -> None:
         if not self.pending_loss:
@@ -595,6 +611,10 @@ class _Engine:
         if cfg.seed is not None:
             pyro.set_rng_seed(cfg.seed + 1_000_003 * self.rank)
         if self.resume is not None:
+            # modules that create their parameters on first use (autoguides) need them now
+            with torch.random.fork_rng(devices=[]):
+                n = min(self.batch_size, self.n)
+                obj.materialize(self.data[:n], self.ctx)
             self.restore(self.resume)
         self.perm = self._order(self.epoch)
         for m in obj.modules().values():
@@ -614,7 +634,12 @@ class _Engine:
         try:
             while self.step < self.total_steps:
                 self.clock.start()
-                logs = obj.step(self.ctx)
+                try:
+                    logs = obj.step(self.ctx)
+                except RuntimeError as e:  # e.g. a sampler refusing NaN probabilities
+                    if self._parameters_finite():
+                        raise
+                    raise self._diverged(math.nan, self.step + 1, self.step + 1) from e
                 for sched in self.scheds.values():
                     sched.step()
                 self.step += 1
@@ -640,6 +665,10 @@ class _Engine:
                     loss = logs.get("loss", math.nan)
                     info = self._step_info(float(loss), logs)
                     self._timed_out_of_training(lambda i=info: [cb(i) for cb in self.callbacks])
+                if (row_due or ckpt_due) and not self._parameters_finite():
+                    # a finite loss can still produce non-finite weights: never evaluate or
+                    # save them
+                    raise self._diverged(math.nan, self.step, self.step, what="parameters")
                 if row_due:
                     self._sums_before_row, self._count_before_row = dict(self.sums), self.count
                     row = self._row()
@@ -695,7 +724,9 @@ class _Engine:
             self.sums, self.count, self.history = saved_sums, saved_count, history
 
     def _step_info(self, loss: float, logs: dict) -> StepInfo:
-        info = StepInfo(self.step, self.step / self.steps_per_epoch, loss, logs=logs)
+        info = StepInfo(
+            self.step, self.step / self.steps_per_epoch, loss, logs=logs, objective=self.objective
+        )
         for key in ("model", "guide", "batch", "optimizer"):
             value = getattr(self.objective, "info_" + key, None)
             setattr(info, key, value() if callable(value) else value)

@@ -22,13 +22,21 @@ from pyro.poutine.util import site_is_subsample
 from torch import nn
 
 from ..models.base import DATA_PLATE
+from .catalog import BUILTIN_ESTIMATORS
 from .traces import plate_nesting, sum_log_prob
 
 _ESTIMATORS: dict[str, tuple[Callable[..., ELBO], str]] = {}
 
 
-def register_estimator(name: str, factory: Callable[..., ELBO], summary: str) -> None:
-    """Register ``factory(num_particles=..., **kw) -> ELBO`` under ``name``."""
+def register_estimator(name: str, factory: Callable[..., ELBO], summary: str | None = None) -> None:
+    """Register ``factory(num_particles=..., **kw) -> ELBO`` under ``name``.
+
+    ``summary`` (one line for ``pyro-gen list``) defaults to the built-in catalog's entry.
+    """
+    if summary is None:
+        if name not in BUILTIN_ESTIMATORS:
+            raise ValueError(f"register_estimator({name!r}, ...) needs a summary")
+        summary = BUILTIN_ESTIMATORS[name]
     _ESTIMATORS[name] = (factory, summary)
 
 
@@ -117,14 +125,8 @@ def _vectorized(cls):
     return factory
 
 
-register_estimator(
-    "reparam",
-    _vectorized(SyncFreeTrace_ELBO),
-    "Trace_ELBO: reparameterized ELBO gradient (no host sync per step)",
-)
-register_estimator(
-    "analytic-kl", _vectorized(infer.TraceMeanField_ELBO), "TraceMeanField_ELBO: KL in closed form"
-)
+register_estimator("reparam", _vectorized(SyncFreeTrace_ELBO))
+register_estimator("analytic-kl", _vectorized(infer.TraceMeanField_ELBO))
 
 
 def _compiled(num_particles: int = 1, **kw) -> ELBO:
@@ -133,16 +135,10 @@ def _compiled(num_particles: int = 1, **kw) -> ELBO:
     return CompiledTrace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, **kw)
 
 
-register_estimator("jit", _compiled, "Trace_ELBO compiled with torch.jit.trace (fastest on CPU)")
+register_estimator("jit", _compiled)
+register_estimator("tracegraph", _vectorized(infer.TraceGraph_ELBO))
 register_estimator(
-    "tracegraph",
-    _vectorized(infer.TraceGraph_ELBO),
-    "TraceGraph_ELBO (score function with Rao-Blackwellization)",
-)
-register_estimator(
-    "enum",
-    lambda num_particles=1, **kw: infer.TraceEnum_ELBO(num_particles=num_particles, **kw),
-    "TraceEnum_ELBO: discrete sites enumerated exactly",
+    "enum", lambda num_particles=1, **kw: infer.TraceEnum_ELBO(num_particles=num_particles, **kw)
 )
 
 
@@ -564,22 +560,15 @@ def _score_graph(baseline):
     return factory
 
 
-register_estimator("score", _vectorized(ScoreFunction_ELBO), "score function (REINFORCE) on the same guide")
-register_estimator(
-    "score-baseline", _score_graph("decaying"), "score function + decaying-average baseline (TraceGraph)"
-)
-register_estimator("score-nn", _score_graph("nn"), "score function + neural baseline b(x) (TraceGraph)")
+register_estimator("score", _vectorized(ScoreFunction_ELBO))
+register_estimator("score-baseline", _score_graph("decaying"))
+register_estimator("score-nn", _score_graph("nn"))
 register_estimator(
     "score-loo",
     lambda num_particles=1, **kw: ScoreLOO_ELBO(
         num_particles=num_particles if num_particles > 1 else 4, **kw
     ),
-    "score function, k samples, leave-one-out baseline (score-loo = score-loo:4)",
 )
-register_estimator("stl", _vectorized(STL_ELBO), "sticking the landing: path-derivative ELBO gradient")
-register_estimator(
-    "iwae", lambda num_particles=1, **kw: IWAE_ELBO(num_particles, **kw), "IWAE bound, k samples"
-)
-register_estimator(
-    "dreg", lambda num_particles=1, **kw: DReG_ELBO(num_particles, **kw), "IWAE bound, DReG gradient"
-)
+register_estimator("stl", _vectorized(STL_ELBO))
+register_estimator("iwae", lambda num_particles=1, **kw: IWAE_ELBO(num_particles, **kw))
+register_estimator("dreg", lambda num_particles=1, **kw: DReG_ELBO(num_particles, **kw))

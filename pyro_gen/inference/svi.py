@@ -154,6 +154,7 @@ class SVIObjective(Objective):
             self.eval_elbo = Trace_ELBO(num_particles=eval_particles, vectorize_particles=eval_particles > 1)
         self.ddp: DistributedDataParallel | None = None
         self._batch: torch.Tensor | None = None
+        self._param_names: list[str] | None = None
         self._ctx: StepContext | None = None
 
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -188,6 +189,14 @@ class SVIObjective(Objective):
             _NegativeELBO(self.module, self.elbo, self.model_fn, self.guide_fn)
         )
 
+    def materialize(self, batch: torch.Tensor, ctx: StepContext) -> None:
+        """Run the guide once (its random draws discarded) so lazily created parameters exist."""
+        if self.module is None:
+            return
+        idx = torch.arange(batch.shape[0], device=batch.device)
+        with poutine.block(), pyro.validation_enabled(False), minibatch(ctx.num_data, idx):
+            self.guide_fn(batch)
+
     def _loss(self, batch: torch.Tensor) -> torch.Tensor | float:
         if self.ddp is not None:
             return self.ddp(batch)
@@ -205,18 +214,31 @@ class SVIObjective(Objective):
                 # pyro.param sites, including lazily created ones) for one torch optimizer.
                 with poutine.trace(param_only=True) as ptr:
                     loss = self._loss(batch)
-                seen: dict[int, torch.Tensor] = {}
+                named: dict[str, torch.Tensor] = {}
+                ids: set[int] = set()
                 if self.module is not None:
-                    for p in self.module.parameters():
+                    for name, p in self.module.named_parameters():
                         if p.requires_grad:
-                            seen[id(p)] = p
+                            named["module:" + name], _ = p, ids.add(id(p))
                 for name in sorted(ptr.trace.nodes):
                     u = ptr.trace.nodes[name]["value"].unconstrained()
-                    if u.requires_grad:
-                        seen.setdefault(id(u), u)
-                if not seen:
+                    if u.requires_grad and id(u) not in ids:
+                        named["param:" + name], _ = u, ids.add(id(u))
+                if not named:
                     raise ValueError("the model/guide pair has no trainable parameters")
-                value = ctx.update("main", loss, list(seen.values()))
+                if self._param_names is not None:
+                    # a resumed run optimizes exactly what the saved run did (parameters Pyro
+                    # created after its first step, such as baselines, are not among them)
+                    store = pyro.get_param_store()
+                    for n in self._param_names:  # restored entries come back without requires_grad
+                        if n not in named and n.startswith("param:") and n[6:] in store._params:
+                            named[n] = store._params[n[6:]].requires_grad_(True)
+                    missing = [n for n in self._param_names if n not in named]
+                    if missing:
+                        raise ValueError(f"cannot resume: the model has no parameters {missing[:3]}")
+                    named = {n: named[n] for n in self._param_names}
+                self._param_names = list(named)
+                value = ctx.update("main", loss, list(named.values()))
             else:
                 loss = self._loss(batch)
                 value = ctx.update("main", loss)
@@ -241,12 +263,14 @@ class SVIObjective(Objective):
             "param_store": {
                 "params": {k: store._params[k].detach().clone() for k in names},
                 "constraints": {k: store._constraints[k] for k in names},
-            }
+            },
+            "param_names": self._param_names,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the param-store entries."""
+        """Restore the param-store entries and the names of the optimized parameters."""
         pyro.get_param_store().set_state(state["param_store"])
+        self._param_names = state.get("param_names")
 
     # what per-step callbacks see (StepInfo.model, .guide, .batch, .optimizer)
     def info_model(self) -> Callable:

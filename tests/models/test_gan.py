@@ -169,18 +169,25 @@ def test_family_fit_writes_run_folder_and_sample_round_trips(tmp_path):
 
 
 def test_family_digits_frechet_and_cli_defaults(tmp_path):
-    from pyro_gen.cli import build_parser
-    from pyro_gen.families.gan import DEFAULT_EMA, DEFAULT_LOSS, EPOCHS_SENTINEL, _options
+    from pyro_gen.cli import build_parser, plan_from_args
+    from pyro_gen.data import load_data
+    from pyro_gen.families.gan import build_gan
     from pyro_gen.runs import run_fit
 
-    args = build_parser().parse_args(["fit", "gan", "--data", "digits", "--loss", "lsgan"])
-    assert args.epochs == EPOCHS_SENTINEL and args.batch_size == 512 and args.binarize == "none"
-    # without --loss/--ema the family's defaults apply (not argparse's)
-    plain = vars(build_parser().parse_args(["fit", "gan", "--data", "ring"]))
-    assert _options(plain)["loss"] == DEFAULT_LOSS and _options(plain)["ema"] == DEFAULT_EMA
-    assert _options({**plain, "ema": 0.0})["ema"] is None
-    assert _options(plain, "ring")["pack"] == _options(plain, "grid")["pack"] == 2  # PacGAN2 on mixtures
-    assert _options(plain, "digits")["pack"] == 1 and _options({**plain, "pack": 4}, "ring")["pack"] == 4
+    plan = plan_from_args(build_parser().parse_args(["fit", "gan", "--data", "digits", "--loss", "hinge"]))
+    assert plan.trainer.loss == "hinge" and plan.train.batch_size == 512 and plan.run.binarize == "none"
+    # without flags the family's defaults apply: lsgan, linear decay, no moving average
+    plain = plan_from_args(build_parser().parse_args(["fit", "gan", "--data", "ring"]))
+    assert plain.trainer.loss == "lsgan" and plain.trainer.ema is None
+    assert plain.train.lr_schedule == "linear" and plain.train.epochs is None and plain.train.steps is None
+    ema_off = plan_from_args(build_parser().parse_args(["fit", "gan", "--ema", "0"]))
+    assert ema_off.trainer.ema is None
+    ring, grid = load_data("ring"), load_data("grid")
+    assert build_gan(ring, plain.model).pack == build_gan(grid, plain.model).pack == 2  # PacGAN2 on mixtures
+    digits = load_data("digits", binarize=None)
+    assert build_gan(digits, plain.model).pack == 1
+    packed = plan_from_args(build_parser().parse_args(["fit", "gan", "--pack", "4"]))
+    assert build_gan(ring, packed.model).pack == 4
     metrics = run_fit(
         "gan",
         "digits",
@@ -198,30 +205,26 @@ def test_family_digits_frechet_and_cli_defaults(tmp_path):
 def test_family_rejects_unknown_loss(tmp_path):
     from pyro_gen.runs import run_fit
 
-    with pytest.raises(ValueError, match="unknown GAN loss"):
+    with pytest.raises(ValueError, match="loss must be one of"):
         run_fit("gan", "ring", out=tmp_path, options={"loss": "vanilla"}, steps=1, progress=False)
 
 
 def test_family_resume_continues_from_the_run_checkpoint(tmp_path):
-    from pyro_gen.data import load_data
-    from pyro_gen.families.gan import GAN_FAMILY
     from pyro_gen.inference import load_checkpoint
     from pyro_gen.runs import run_fit
 
     out = tmp_path / "run"
     opts = {"loss": "ns", "hidden": "8", "ema": 0.9, "checkpoint_every": 2, "eval_samples": 100}
-    run_fit("gan", "ring", out=out, options=opts, steps=4, progress=False)
+    run_fit("gan", "ring", out=out, options=opts, steps=4, log_every=1, progress=False)
     assert load_checkpoint(out / "checkpoint.pt")["loop"]["step"] == 4
     first = (out / "history.csv").read_text().splitlines()
-    metrics = run_fit("gan", "ring", out=out, options=opts, steps=6, progress=False, resume=True)
+    metrics = run_fit("gan", "ring", out=out, options=opts, steps=6, log_every=1, progress=False, resume=True)
     state = load_checkpoint(out / "checkpoint.pt")
     assert metrics["steps"] == 6 and state["loop"]["step"] == 6
-    # the history continues the saved one (the family evaluates every steps // 10 = 1 step here)
+    # the history continues the saved one
     history = (out / "history.csv").read_text().splitlines()
     assert [int(float(line.split(",")[0])) for line in history[1:]] == [1, 2, 3, 4, 5, 6]
-    # rows 1-4 are the first run's, not a fresh 6-step run's (whose learning rates differ)
-    assert history[:5] == first[:5]
-    data = load_data("ring")
-    config = {"options": opts, "steps": 6, "seed": 0, "progress": False, "batch_size": 64, "lr": 1e-3}
+    # rows 1-4 are the first run's (the linear decay's horizon changed only from step 5 on)
+    assert [r.split(",")[:5] for r in history[:5]] == [r.split(",")[:5] for r in first[:5]]
     with pytest.raises(ValueError, match="does not exist"):
-        GAN_FAMILY.train(GAN_FAMILY.build(data, opts), data, {**config, "resume": True}, tmp_path / "empty")
+        run_fit("gan", "ring", out=tmp_path / "empty", options=opts, steps=6, progress=False, resume=True)
