@@ -46,22 +46,19 @@ def run_one(data: str, loss: str, pack: int, seed: int, steps: int | None, extra
     ``extra`` holds further family options (e.g. ``{"ema": 0.999}``); ``train_seconds`` and
     ``wall_seconds`` are seconds (training only, and the whole fit with evaluation and figures).
     """
-    from pyro_gen.families.gan import DEFAULT_BATCH_SIZE, EPOCHS_SENTINEL
     from pyro_gen.runs import run_fit
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
+        # the family's own batch size, pixels and (without steps) budget, as on the command line
         m = run_fit(
             "gan",
             data,
             out=tmp,
             options={"loss": loss, "pack": pack, **(extra or {})},
             seed=seed,
-            epochs=None if steps else EPOCHS_SENTINEL,
             steps=steps,
-            batch_size=DEFAULT_BATCH_SIZE,
             lr=1e-3,
-            binarize=None,
             progress=False,
         )
         wall = time.perf_counter() - t0
@@ -111,13 +108,13 @@ def _write(args: argparse.Namespace, records: list[dict], summary: list[dict]) -
         "benchmark": "gan mode coverage (PacGAN ring-8 std 0.01, grid-25 std 0.05, 2,500 samples)",
         "hardware": f"{platform.processor() or platform.machine()}, torch threads {args.threads}",
         "settings": {
-            "batch_size": family.DEFAULT_BATCH_SIZE,
+            "batch_size": family.GAN_FAMILY.defaults["batch_size"],
             "lr": 1e-3,
             "lr_decay": "linear to 0",
             "adam_betas": "(0.5, 0.999); wgan-gp (0.5, 0.9) with 5 critic steps",
             "networks": "MLP 3x128 generator (ReLU) and critic (LeakyReLU 0.2), latent 2, data standardized",
             "steps": args.steps or f"family default {family.DEFAULT_STEPS}",
-            "ema": args.ema if args.ema is not None else family.DEFAULT_EMA,
+            "ema": args.ema if args.ema is not None else family.GAN_FAMILY.defaults.get("ema"),
             "seeds": args.seeds,
             "torch_threads": args.threads,
         },

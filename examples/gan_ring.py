@@ -26,7 +26,7 @@ from torch import nn
 from pyro_gen.data import load_data
 from pyro_gen.evaluation.samples import mode_metrics_for_data
 from pyro_gen.experiments.gan_theory import discriminator_optimality, generator_gradient_norms
-from pyro_gen.families.gan import DEFAULT_BATCH_SIZE, DEFAULT_PACK, DEFAULT_STEPS
+from pyro_gen.families.gan import DEFAULT_PACK, DEFAULT_STEPS, GAN_FAMILY
 from pyro_gen.inference.adversarial import train_gan
 from pyro_gen.models.gan import GAN, mlp_discriminator
 from pyro_gen.report.gan import (
@@ -61,7 +61,7 @@ def main() -> None:
             data.train,
             loss=loss,
             steps=args.steps,
-            batch_size=DEFAULT_BATCH_SIZE,
+            batch_size=GAN_FAMILY.defaults["batch_size"],
             lr=1e-3,
             lr_schedule="linear",
             eval_fn=lambda g: {

@@ -13,8 +13,7 @@ does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy import exports
 
 __version__ = "0.1.0"
 
@@ -39,15 +38,4 @@ _EXPORTS = {
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
-
-def __getattr__(name: str) -> Any:
-    """Return the exported ``name``, importing its module on first use."""
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'pyro_gen' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = exports(__name__, _EXPORTS)

@@ -10,40 +10,29 @@ Names are loaded on first use (PEP 562), so importing the package costs nothing 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import exports
 
 _WHERE = {
-    "Evaluation": "dispatch",
-    "evaluate": "dispatch",
-    "evaluation_kind": "dispatch",
-    "importance_log_likelihood": "likelihood",
-    "log_weights": "likelihood",
-    "per_point_log_prob": "likelihood",
-    "FeatureClassifier": "samples",
-    "feature_classifier_for": "samples",
-    "frechet_distance": "samples",
-    "frechet_distance_gaussians": "samples",
-    "grid_mode_metrics": "samples",
-    "mode_metrics": "samples",
-    "mode_metrics_for_data": "samples",
-    "ring_mode_metrics": "samples",
-    "train_feature_classifier": "samples",
-    "encoder_features": "probe",
-    "linear_probe": "probe",
-    "probe_split": "probe",
+    "Evaluation": ".dispatch",
+    "evaluate": ".dispatch",
+    "evaluation_kind": ".dispatch",
+    "importance_log_likelihood": ".likelihood",
+    "log_weights": ".likelihood",
+    "per_point_log_prob": ".likelihood",
+    "FeatureClassifier": ".samples",
+    "feature_classifier_for": ".samples",
+    "frechet_distance": ".samples",
+    "frechet_distance_gaussians": ".samples",
+    "grid_mode_metrics": ".samples",
+    "mode_metrics": ".samples",
+    "mode_metrics_for_data": ".samples",
+    "ring_mode_metrics": ".samples",
+    "train_feature_classifier": ".samples",
+    "encoder_features": ".probe",
+    "linear_probe": ".probe",
+    "probe_split": ".probe",
 }
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = exports(__name__, _WHERE)

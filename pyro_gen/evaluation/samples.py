@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.checks import as_data_tensor
 from ..data.synthetic import grid_means, ring_means
@@ -128,6 +127,18 @@ class FeatureClassifier(nn.Module):
         return self.body(x)
 
 
+class _LabelledRows(nn.Module):
+    """The classifier's cross-entropy on rows ``[x, label]`` (the label in the last column)."""
+
+    def __init__(self, classifier: FeatureClassifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return the mean cross-entropy (nats per data point) of the batch's labels."""
+        return F.cross_entropy(self.classifier(batch[:, :-1]), batch[:, -1].long())
+
+
 def train_feature_classifier(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -144,27 +155,28 @@ def train_feature_classifier(
 ) -> FeatureClassifier:
     """Train a :class:`FeatureClassifier` on flattened ``images`` ``(N, D)`` with integer ``labels``.
 
-    Returns it in eval mode; ``accuracy_`` is the held-out accuracy (fraction) when test data
-    is given, else the training accuracy. Deterministic for a given ``seed``.
+    Trained by the engine (minibatches of ``batch_size`` shuffled each epoch, Adam at ``lr``);
+    the caller's random streams are restored afterwards. Returns it in eval mode;
+    ``accuracy_`` is the held-out accuracy (fraction) when test data is given, else the
+    training accuracy. Deterministic for a given ``seed``.
     """
     images = as_data_tensor(images, "images", max_rank=2)
     labels = torch.as_tensor(labels).long()
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
-    gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
+    from ..config import TrainConfig
+    from ..inference.engine import rng_state, set_rng_state, train
+    from ..inference.loss import LossObjective
+
+    saved = rng_state()  # the caller's random streams are left as they were
+    try:
         torch.manual_seed(seed)
         clf = FeatureClassifier(images.shape[1], int(labels.max()) + 1, hidden, feature_dim)
-    opt = torch.optim.Adam(clf.parameters(), lr=lr)
-    n = images.shape[0]
-    for _ in tqdm(range(epochs), desc="feature classifier", disable=not progress, leave=False):
-        perm = torch.randperm(n, generator=gen)
-        for i in range(0, n, batch_size):
-            idx = perm[i : i + batch_size]
-            loss = F.cross_entropy(clf(images[idx]), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        rows = torch.cat([images, labels.unsqueeze(1).to(images.dtype)], dim=1)
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+        train(LossObjective(_LabelledRows(clf), estimator="cross-entropy"), rows, config)
+    finally:
+        set_rng_state(saved)
     clf.eval()
     xe, ye = (test_images, test_labels) if test_images is not None else (images, labels)
     with torch.no_grad():

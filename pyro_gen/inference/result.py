@@ -18,7 +18,6 @@ History rows are dicts with at least the keys of :class:`HistoryRow`; each kind 
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,14 +135,7 @@ class FitResult:
         return self._last("test_elbo")
 
     def write_history(self, path: str | os.PathLike) -> Path:
-        """Write the history as CSV (one row per log point) and return the path."""
-        path = Path(path)
-        keys: list[str] = []
-        for row in self.history:
-            keys += [k for k in row if k not in keys]
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            for row in self.history:
-                w.writerow({k: ("" if row.get(k) is None else row[k]) for k in keys})
-        return path
+        """Write the history as CSV (one row per log point) with :mod:`pyro_gen.report`; return the path."""
+        from ..report.files import write_history_csv
+
+        return write_history_csv(self.history, path)
