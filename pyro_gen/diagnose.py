@@ -35,13 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _jsonable(obj: Any) -> Any:
+def _without_tables(obj: Any) -> Any:
+    """Drop the bulky per-point ``table``/``elpd_data`` entries of ArviZ results, at any depth."""
     if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items() if k not in ("table", "elpd_data")}
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
+        return {k: _without_tables(v) for k, v in obj.items() if k not in ("table", "elpd_data")}
     return obj
 
 
@@ -189,7 +186,7 @@ def diagnose_run(
     summary["rows"] = rows
     summary["files"] = files
     summary["seconds"] = time.perf_counter() - t0
-    write_json(_jsonable(summary), run_dir / SUMMARY_FILE)
+    write_json(_without_tables(summary), run_dir / SUMMARY_FILE)
     summary["files"].append(SUMMARY_FILE)
     return summary
 

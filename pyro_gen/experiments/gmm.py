@@ -25,34 +25,15 @@ import numpy as np
 import pyro
 import torch
 from pyro.infer import TraceEnum_ELBO
-from scipy.optimize import linear_sum_assignment
 
 from ..data import load_data, sample_gaussian_mixture
 from ..data.checks import as_data_tensor
 from ..inference.em import GaussianMixtureEM, initial_parameters
-from ..inference.mcmc import fit_nuts, log_predictive_density
+from ..inference.mcmc import fit_nuts, log_predictive_density, match_components
 from ..inference.svi import fit
 from ..models.gmm import GaussianMixtureModel, MixtureParameters
 from .arguments import GMM_METHODS as METHODS
 from .costs import fit_costs
-
-
-def match_components(params: MixtureParameters, reference: MixtureParameters) -> torch.Tensor:
-    """Return ``perm`` so that ``params.permute(perm)`` lines up with ``reference`` component by component.
-
-    Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) on squared distances
-    between component locations, in units of the reference's pooled standard deviation.
-    """
-    if params.locs.shape != reference.locs.shape:
-        raise ValueError(
-            f"cannot match {tuple(params.locs.shape)} components to {tuple(reference.locs.shape)}"
-        )
-    scale = reference.covariances.diagonal(dim1=-2, dim2=-1).mean(0).sqrt().clamp(min=1e-12)
-    cost = (((params.locs[:, None, :] - reference.locs[None, :, :]) / scale).square().sum(-1)).numpy()
-    rows, cols = linear_sum_assignment(cost)
-    perm = torch.empty(len(rows), dtype=torch.long)
-    perm[torch.as_tensor(cols)] = torch.as_tensor(rows)
-    return perm
 
 
 def _guide_draws(guide, x: torch.Tensor, num: int) -> dict[str, torch.Tensor]:

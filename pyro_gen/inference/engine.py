@@ -173,6 +173,8 @@ class Objective:
     kind: str = "loss"
     estimator: str = "loss"
     model: Any = None
+    # whether step() averages gradients over a process group (DistributedDataParallel)
+    distributed: bool = False
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """Return the trained modules by name."""
@@ -367,6 +369,11 @@ class _Engine:
         self.dist_on = (
             distributed if distributed is not None else (dist.is_available() and dist.is_initialized())
         )
+        if self.dist_on and not objective.distributed:
+            raise ValueError(
+                f"the {objective.kind} trainer does not average gradients across processes: "
+                "run it in one process (without torchrun)"
+            )
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.dist_on else (0, 1)
         if self.n < self.world:
             raise ValueError(f"data has {self.n} rows, fewer than the {self.world} processes")

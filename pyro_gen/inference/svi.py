@@ -123,6 +123,7 @@ class SVIObjective(Objective):
 
     kind = "svi"
     postfix_keys = ("train_elbo",)
+    distributed = True
 
     def __init__(
         self,

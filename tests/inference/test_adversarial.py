@@ -237,3 +237,13 @@ def test_train_gan_rejects_bad_data():
         train_gan(gan, torch.full((100, 2), float("nan")), steps=1, progress=False)
     with pytest.raises(ValueError, match="must be a pyro_gen"):
         train_gan(nn.Linear(2, 2), torch.randn(100, 2), steps=1, progress=False)
+
+
+def test_trainers_without_gradient_averaging_refuse_a_process_group():
+    from pyro_gen.config import TrainConfig
+    from pyro_gen.inference.adversarial import AdversarialObjective
+    from pyro_gen.inference.engine import train
+
+    gan = GAN.for_data(2, hidden=(8,))
+    with pytest.raises(ValueError, match="adversarial trainer does not average gradients"):
+        train(AdversarialObjective(gan), torch.randn(64, 2), TrainConfig(steps=1), distributed=True)
