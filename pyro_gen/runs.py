@@ -86,6 +86,13 @@ def plan_run(family_name: str, **sections: dict[str, Any] | None) -> RunPlan:
     dataclass defaults, the family's ``defaults``, the user's settings. A key that belongs
     to no section, or a trainer setting the family does not honour, raises ``ValueError``.
     """
+    run = sections.get("run") or {}
+    if run.get("resume") and run.get("out") and (Path(run["out"]) / CONFIG).is_file():
+        return _resumed_plan(family_name, Path(run["out"]), sections)
+    return _build_plan(family_name, **sections)
+
+
+def _build_plan(family_name: str, **sections: dict[str, Any] | None) -> RunPlan:
     family = get_family(family_name)
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -123,11 +130,39 @@ def plan_run(family_name: str, **sections: dict[str, Any] | None) -> RunPlan:
     return RunPlan(family, objs["run"], objs["train"], objs["trainer"], objs["model"], set(user["train"]))
 
 
+def _resumed_plan(family_name: str, out: Path, sections: dict[str, dict | None]) -> RunPlan:
+    """Return the plan of the run in ``out`` with the user's new training settings applied.
+
+    The model, its trainer and the data are the saved run's: a different value given for one
+    of them is refused with one line. Training settings (the budget, the learning rate, ...)
+    are applied and recorded; a new budget replaces the saved one (epochs or steps).
+    """
+    saved = read_config(out)
+    if saved.get("family") != family_name:
+        raise ValueError(f"--resume: {out} holds a {saved.get('family')} run, not a {family_name} run")
+    user = {s: {k: v for k, v in (sections.get(s) or {}).items() if v is not None} for s in SECTIONS}
+    merged = {s: dict(saved.get(s) or {}) for s in SECTIONS}
+    fixed = [(s, k, v) for s in ("model", "trainer") for k, v in user[s].items()]
+    fixed += [("run", k, user["run"][k]) for k in ("data", "binarize") if k in user["run"]]
+    for section, key, value in fixed:
+        if key in merged[section] and merged[section][key] != value:
+            raise ValueError(
+                f"--{key.replace('_', '-')} {value}: the run in {out} has {merged[section][key]!r}; "
+                "a resumed run keeps its model, trainer and data (use another --out to change them)"
+            )
+    merged["run"].update(user["run"])
+    if "epochs" in user["train"] or "steps" in user["train"]:
+        merged["train"].update(epochs=None, steps=None)
+    merged["train"].update(user["train"])
+    given = set(saved.get("given", [])) | set(user["train"])
+    return plan_from_dict({"family": family_name, **merged, "given": sorted(given)})
+
+
 def plan_from_dict(values: dict[str, Any]) -> RunPlan:
     """Return the plan stored in a ``config.json`` dict (``ValueError`` naming a bad entry)."""
     if not isinstance(values, dict) or "family" not in values or "run" not in values:
         raise ValueError("not a pyro-gen run configuration (it needs 'family' and 'run')")
-    plan = plan_run(values["family"], **{s: values.get(s) for s in SECTIONS})
+    plan = _build_plan(values["family"], **{s: values.get(s) for s in SECTIONS})
     plan.given = set(values.get("given", []))
     return plan
 
@@ -304,11 +339,13 @@ def run_plan(
     data = _prepare(plan, _load_split(plan))
     model = family.build(data, plan.model)
     train = _with_budget(plan, data)
+    config = {**plan.to_dict(), "data_info": _data_info(data)}
+    config["run"]["out"] = str(out)
     if rank == 0 and not plan.run.resume:
-        config = {**plan.to_dict(), "data_info": _data_info(data)}
-        config["run"]["out"] = str(out)
         write_json(config, out / CONFIG)
     result = _train(plan, model, data, train, out, progress and rank == 0, callbacks)
+    if rank == 0 and plan.run.resume:  # the resumed run's budget and settings, once it trained
+        write_json(config, out / CONFIG)
     if rank != 0:
         return None
     if family.trainer == "adversarial" and isinstance(model, torch.nn.Module):

@@ -268,3 +268,23 @@ def test_a_family_without_trainer_settings_refuses_them():
         build_parser().parse_args(["fit", "flow", "--num-particles", "3"])
     with pytest.raises(ValueError, match="the flow family has no trainer settings"):
         plan_run("flow", trainer={"num_particles": 3})
+
+
+def test_resume_rebuilds_the_run_from_its_config_and_refuses_a_changed_model(tmp_path):
+    from pyro_gen.cli import main
+    from pyro_gen.runs import read_config
+
+    out = tmp_path / "run"
+    base = ["fit", "vae", "--out", str(out), "--no-progress", "--k", "5"]
+    assert main([*base, "--latent-dim", "2", "--hidden", "8", "--steps", "4"]) == 0
+    # the README's resume line: no model flags, a new budget and learning rate
+    assert (
+        main(["fit", "vae", "--out", str(out), "--steps", "8", "--lr", "0.002", "--resume", "--no-progress"])
+        == 0
+    )
+    config = read_config(out)
+    assert config["model"]["latent_dim"] == 2 and config["train"]["steps"] == 8
+    assert config["train"]["lr"] == 0.002 and load_checkpoint(out / "checkpoint.pt")["loop"]["step"] == 8
+    before = (out / "checkpoint.pt").read_bytes()
+    assert main([*base, "--latent-dim", "3", "--steps", "12", "--resume"]) == 2
+    assert (out / "checkpoint.pt").read_bytes() == before  # nothing saved before is lost
