@@ -9,8 +9,8 @@ from pyro.infer import TraceEnum_ELBO
 
 from pyro_gen.cli import main
 from pyro_gen.data import sample_gaussian_mixture
-from pyro_gen.inference.mcmc import match_components
 from pyro_gen.inference.em import GaussianMixtureEM, initial_parameters
+from pyro_gen.inference.mcmc import match_components
 from pyro_gen.inference.svi import fit
 from pyro_gen.models.gmm import GaussianMixtureModel, MixtureParameters
 
