@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", default=None, help="re-run a run folder's config.json (other flags are ignored but --out)"
     )
     fit_p.add_argument("--out", dest="config_out", default=None, help="with --config: the folder to write")
+    fit_p.add_argument(
+        "--overwrite", dest="config_overwrite", action="store_true", help="with --config: replace that run"
+    )
     fam_sub = fit_p.add_subparsers(dest="family", required=False)
     for name, fam in families().items():
         add_family_arguments(fam_sub.add_parser(name, help=fam.summary, description=fam.summary), fam)
@@ -127,7 +130,7 @@ def plan_from_args(args: argparse.Namespace):
         if cls is None:
             if section == "model" and family.add_arguments is not None:
                 known = {d for d in vars(args) if "__" in d} | {"command", "family", "debug", "config"}
-                known |= {"config_out"}
+                known |= {"config_out", "config_overwrite"}
                 sections[section] = {k: v for k, v in vars(args).items() if k not in known}
             continue
         sections[section] = cfg.explicit(args, cls, dest_prefix=PREFIX[section])
@@ -142,6 +145,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             raise ValueError("give either --config RUN/config.json or a family with its flags, not both")
         plan = plan_from_dict(read_config(args.config))
         plan.run.resume = False
+        plan.run.overwrite = args.config_overwrite
         out = args.config_out or plan.run.out
     elif args.family is None:
         raise ValueError("name a model family (see `pyro-gen list`) or give --config RUN/config.json")

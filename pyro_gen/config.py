@@ -146,6 +146,7 @@ class RunConfig:
     binarize: str = setting("dynamic", "image pixels", choices=("dynamic", "static", "none"))
     k: int = setting(5000, "importance samples for the test log-likelihood")
     resume: bool = setting(False, "continue from the run folder's checkpoint")
+    overwrite: bool = setting(False, "replace the run already in the folder (its files are removed first)")
 
     def __post_init__(self) -> None:
         check_config(self)

@@ -52,6 +52,9 @@ class ModelFamily:
       -> FitResult``: the ``custom`` trainer; ``given`` is the set of training settings the
       user gave explicitly, so that one the algorithm cannot honour is refused; gradient
       training inside it runs on the engine with ``checkpoint``/``resume``/``callbacks``.
+    * ``honours(config) -> (set | None, why)``: the training settings this configuration can
+      use (None: all) and what limits them (e.g. ``"--method em"``); others given by the user
+      are refused before anything is written.
     * ``evaluate(model, data, config, seed) -> dict``: metrics beyond :func:`pyro_gen.evaluate`.
     * ``monitor(model, data, config, seed) -> dict``: numbers logged during training at each
       held-out evaluation (e.g. a GAN's mode coverage).
@@ -78,6 +81,7 @@ class ModelFamily:
     prepare: Callable[..., Any] | None = None
     guide: Callable[..., Any] | None = None
     train: Callable[..., Any] | None = None
+    honours: Callable[[Any], tuple[set[str] | None, str]] | None = None
     evaluate: Callable[..., dict] | None = None
     monitor: Callable[..., dict] | None = None
     load: Callable[..., Any] | None = None

@@ -89,10 +89,12 @@ def plan_run(family_name: str, **sections: dict[str, Any] | None) -> RunPlan:
     run = sections.get("run") or {}
     if run.get("resume") and run.get("out") and (Path(run["out"]) / CONFIG).is_file():
         return _resumed_plan(family_name, Path(run["out"]), sections)
-    return _build_plan(family_name, **sections)
+    return _build_plan(family_name, sections)
 
 
-def _build_plan(family_name: str, **sections: dict[str, Any] | None) -> RunPlan:
+def _build_plan(family_name: str, sections: dict[str, Any], given: set[str] | None = None) -> RunPlan:
+    """Return the plan from per-section settings; ``given`` (default: the train section's keys)
+    are the training settings the user chose, checked against what the family honours."""
     family = get_family(family_name)
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -127,7 +129,15 @@ def _build_plan(family_name: str, **sections: dict[str, Any] | None) -> RunPlan:
                 objs[s] = None
             continue
         objs[s] = build(cls, family_defaults[s], user[s])
-    return RunPlan(family, objs["run"], objs["train"], objs["trainer"], objs["model"], set(user["train"]))
+    if family.honours is not None:
+        usable, why = family.honours(objs["model"])
+        chosen = set(user["train"]) if given is None else set(given)
+        refused = sorted(chosen - usable) if usable is not None else []
+        if refused:
+            flags = ", ".join("--" + r.replace("_", "-") for r in refused)
+            raise ValueError(f"{flags}: not used by {why} (only gradient training takes them)")
+    chosen = set(user["train"]) if given is None else set(given)
+    return RunPlan(family, objs["run"], objs["train"], objs["trainer"], objs["model"], chosen)
 
 
 def _resumed_plan(family_name: str, out: Path, sections: dict[str, dict | None]) -> RunPlan:
@@ -162,7 +172,7 @@ def plan_from_dict(values: dict[str, Any]) -> RunPlan:
     """Return the plan stored in a ``config.json`` dict (``ValueError`` naming a bad entry)."""
     if not isinstance(values, dict) or "family" not in values or "run" not in values:
         raise ValueError("not a pyro-gen run configuration (it needs 'family' and 'run')")
-    plan = _build_plan(values["family"], **{s: values.get(s) for s in SECTIONS})
+    plan = _build_plan(values["family"], {s: values.get(s) for s in SECTIONS}, set(values.get("given", [])))
     plan.given = set(values.get("given", []))
     return plan
 
@@ -332,6 +342,7 @@ def run_plan(
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     family = plan.family
     out = Path(out or plan.run.out or f"runs/{family.name}-{plan.run.data.split(':')[0]}")
+    _check_out(out, plan.run)
     out.mkdir(parents=True, exist_ok=True)
     seed = plan.train.seed or 0
     pyro.set_rng_seed(seed)
@@ -380,6 +391,33 @@ def run_plan(
     return metrics
 
 
+RUN_FILES = (CONFIG, "metrics.json", "metrics.md", "history.csv", CHECKPOINT)
+
+
+def _check_out(out: Path, run: RunConfig) -> None:
+    """Refuse to write over a run by accident; with ``overwrite``, remove the old run's files."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if run.resume or not out.is_dir():
+        return
+    old = [name for name in RUN_FILES if (out / name).exists()]
+    if not old:
+        return
+    if not run.overwrite:
+        raise ValueError(
+            f"{out} already holds a run ({', '.join(old)}): --resume to continue it, "
+            "--overwrite to replace it, or another --out"
+        )
+    figures = []
+    try:
+        figures = json.loads((out / "metrics.json").read_text()).get("figures", [])
+    except (OSError, ValueError, AttributeError):
+        pass
+    for name in [*RUN_FILES, *figures]:
+        if "/" not in str(name) and (out / name).is_file():
+            (out / name).unlink()
+
+
 def _data_info(data) -> dict[str, Any]:
     return {
         "name": data.name,
@@ -402,6 +440,7 @@ def run_fit(
     k: int = 5000,
     binarize: str | None = "default",
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool | None = True,
     estimator: str | None = None,
     num_particles: int | None = None,
@@ -414,7 +453,8 @@ def run_fit(
     :class:`~pyro_gen.config.TrainConfig` fields (``batch_size``, ``lr``, ``device``, ...).
     Settings left out take the family's defaults, as on the command line. ``binarize`` is
     ``"dynamic"``, ``"static"``, ``None`` (no binarization) or ``"default"`` (the family's
-    choice). Returns the metrics of :func:`run_plan`.
+    choice). A folder that already holds a run is refused unless ``resume`` (continue it) or
+    ``overwrite`` (replace it). Returns the metrics of :func:`run_plan`.
     """
     family = get_family(family_name)
     classes = section_classes(family)
@@ -432,7 +472,7 @@ def run_fit(
         else:
             raise ValueError(f"unknown option {key!r} for the {family.name} family")
     trainer_opts.update({k: v for k, v in (("estimator", estimator), ("num_particles", num_particles)) if v})
-    run = {"data": data_spec, "out": str(out), "k": k, "resume": resume}
+    run = {"data": data_spec, "out": str(out), "k": k, "resume": resume, "overwrite": overwrite}
     if binarize != "default":
         run["binarize"] = binarize or "none"
     plan = plan_run(

@@ -257,10 +257,11 @@ def test_training_and_trainer_flags_reach_the_engine(name, tmp_path, monkeypatch
 def test_a_method_refuses_the_training_settings_it_cannot_honour(tmp_path):
     for flag, value in (("--lr", "0.1"), ("--batch-size", "7"), ("--optimizer", "sgd"), ("--clip-norm", "1")):
         argv = ["fit", "gmm", "--data", "moons", "--method", "em", flag, value, "--out", str(tmp_path)]
-        plan = plan_from_args(build_parser().parse_args(argv))
         with pytest.raises(ValueError, match=flag + ": not used by --method em"):
-            run_plan(plan, progress=False)
-    assert not (tmp_path / "metrics.json").exists()
+            plan_from_args(build_parser().parse_args(argv))  # refused when planned: nothing written
+    assert not any(tmp_path.iterdir())
+    ok = ["fit", "gmm", "--data", "moons", "--method", "svi", "--lr", "0.1", "--out", str(tmp_path)]
+    assert plan_from_args(build_parser().parse_args(ok)).train.lr == 0.1  # SVI takes it
 
 
 def test_a_family_without_trainer_settings_refuses_them():
@@ -288,3 +289,24 @@ def test_resume_rebuilds_the_run_from_its_config_and_refuses_a_changed_model(tmp
     before = (out / "checkpoint.pt").read_bytes()
     assert main([*base, "--latent-dim", "3", "--steps", "12", "--resume"]) == 2
     assert (out / "checkpoint.pt").read_bytes() == before  # nothing saved before is lost
+
+
+def test_a_run_folder_is_never_overwritten_by_accident(tmp_path):
+    from pyro_gen.cli import main
+
+    out = tmp_path / "run"
+    base = ["fit", "vae", "--out", str(out), "--no-progress", "--k", "5", "--hidden", "8"]
+    assert main([*base, "--steps", "3", "--latent-dim", "2"]) == 0
+    assert (out / "latent_manifold.png").exists()
+    saved = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main([*base, "--steps", "5"]) == 2  # refused: the old run is untouched
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == saved
+    assert main([*base, "--steps", "5", "--overwrite"]) == 0  # replaced, old figures gone
+    assert load_checkpoint(out / "checkpoint.pt")["loop"]["step"] == 5
+    assert not (out / "latent_manifold.png").exists()
+    assert main(["fit", "--config", str(out / "config.json")]) == 2  # the same folder: refused
+    assert main(["fit", "--config", str(out / "config.json"), "--overwrite"]) == 0
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert main(["fit", "vae", "--out", str(a_file), "--steps", "1"]) == 2
+    assert a_file.read_text() == "x"

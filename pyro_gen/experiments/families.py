@@ -201,7 +201,9 @@ def compare_families(
             if metrics is None:
                 if progress:
                     print(f"[families] training {name} ({spec or 'family budget'})", file=sys.stderr)
-                metrics = run_fit(name, data_spec, out=run_dir, progress=progress, device=device, **fit_args)
+                metrics = run_fit(
+                    name, data_spec, out=run_dir, progress=progress, device=device, overwrite=True, **fit_args
+                )
             model, config = load_run(run_dir)
         except Exception as e:  # one family failing must not lose the others' results
             skipped[name] = f"failed: {type(e).__name__}: {e}"

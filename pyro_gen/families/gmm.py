@@ -83,6 +83,11 @@ class GaussianMixtureRun:
         return self.fitted().log_prob(x)
 
 
+def gmm_honours(cfg: GMMConfig) -> tuple[set[str] | None, str]:
+    """Return the training settings ``cfg.method`` can use (None: all, for SVI) and the method's flag."""
+    return HONOURED[cfg.method], f"--method {cfg.method}"
+
+
 def build_gmm(data, cfg: GMMConfig) -> GaussianMixtureRun:
     """Return an unfitted :class:`GaussianMixtureRun` for ``data``."""
     return GaussianMixtureRun(data.dim, cfg)
@@ -102,19 +107,12 @@ def train_gmm(
 ):
     """Fit the mixture by ``cfg.method``; return the method's :class:`~pyro_gen.inference.FitResult`.
 
-    Refuses (``ValueError``) training settings the method cannot honour, and ``--resume`` for
-    EM and NUTS (they keep no checkpoints); SVI runs on the engine with its checkpoints.
+    Refuses ``--resume`` for EM and NUTS (they keep no checkpoints; the training settings they
+    cannot use are refused by :func:`gmm_honours` when the run is planned); SVI runs on the
+    engine with its checkpoints.
     """
     if resume is not None and cfg.method != "svi":
         raise ValueError(f"--resume: --method {cfg.method} keeps no checkpoints to resume from (svi does)")
-    honoured = HONOURED[cfg.method]
-    if honoured is not None:
-        refused = sorted(given - honoured)
-        if refused:
-            flags = ", ".join("--" + r.replace("_", "-") for r in refused)
-            raise ValueError(
-                f"{flags}: not used by --method {cfg.method} (only gradient training takes them)"
-            )
     import pyro
     from pyro.infer import TraceEnum_ELBO
 
@@ -229,7 +227,11 @@ GMM_FAMILY = ModelFamily(
     config=GMMConfig,
     trainer="custom",
     train=train_gmm,
+    honours=gmm_honours,
     default_estimator="enum",
+    # a density over the pixels as loaded: binarizing would score a 0/1 test set under a
+    # mixture fitted to grey levels
+    defaults={"binarize": "none"},
     evaluate=evaluate_gmm,
     load=load_gmm,
     state=gmm_state,
