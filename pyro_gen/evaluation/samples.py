@@ -165,7 +165,8 @@ def train_feature_classifier(
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
     from ..config import TrainConfig
-    from ..inference.engine import rng_state, set_rng_state, train
+    from ..inference.checkpoint import rng_state, set_rng_state
+    from ..inference.engine import train
     from ..inference.loss import LossObjective
 
     saved = rng_state()  # the caller's random streams are left as they were

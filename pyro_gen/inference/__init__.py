@@ -11,10 +11,10 @@ from ..lazy import exports
 _WHERE = {
     "FitResult": ".result",
     "GradientVarianceRecorder": ".gradients",
-    "Objective": ".engine",
+    "Objective": ".objective",
     "SVIObjective": ".svi",
-    "StepContext": ".engine",
-    "StepInfo": ".engine",
+    "StepContext": ".objective",
+    "StepInfo": ".objective",
     "TrainingDivergedError": ".engine",
     "elbo_per_point": ".svi",
     "estimator_names": ".estimators",

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from ..config import GAN_LOSSES, AdversarialConfig, TrainConfig
 from ..data.checks import as_data_tensor
 from ..models.gan import GAN, pack_samples
-from .engine import Objective, StepContext, train
+from .engine import train
+from .objective import Objective, StepContext
 from .result import FitResult
 
 LOSSES = GAN_LOSSES

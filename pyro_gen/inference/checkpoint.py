@@ -1,5 +1,6 @@
 """Checkpoints: written atomically, read back with validation.
 
+The random streams are saved and restored here too (:func:`rng_state`, :func:`set_rng_state`).
 A checkpoint is one ``torch.save`` file holding the module state, optimizer and scheduler
 state, the relevant part of Pyro's param store, every RNG state and the loop position, so a
 resumed run continues with the same numbers as an uninterrupted one.
@@ -8,10 +9,12 @@ resumed run continues with the same numbers as an uninterrupted one.
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 FORMAT = "pyro-gen-checkpoint"
@@ -64,3 +67,25 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if state["version"] > VERSION:
         raise ValueError(f"checkpoint {path} has version {state['version']}, newer than {VERSION}")
     return state
+
+
+def rng_state() -> dict[str, Any]:
+    """Return every random stream's state (torch, CUDA, NumPy's legacy global, Python's)."""
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (saving the legacy global state)
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the streams saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

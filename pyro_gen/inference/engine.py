@@ -16,10 +16,8 @@ and hand each one to :meth:`StepContext.update`; return the numbers to log.
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +32,13 @@ from tqdm.auto import tqdm
 from ..config import OPTIMIZERS as OPTIMIZER_NAMES
 from ..config import SCHEDULES, TrainConfig
 from ..data.checks import as_data_tensor
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .objective import OPTIMIZERS, Objective, StepContext, StepInfo
 from .result import FitResult
 
 # torch's optimizers import torch._dynamo when the first one is built (2-3 s on a loaded
 # 2-core machine); importing it with the engine keeps that import out of the first timed step.
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-    "rmsprop": torch.optim.RMSprop,
-    "adagrad": torch.optim.Adagrad,
-}
 assert set(OPTIMIZERS) == set(OPTIMIZER_NAMES)
 
 
@@ -113,200 +105,6 @@ def make_scheduler(
         return main
     warm = sched.LinearLR(opt, start_factor=1.0 / warmup_steps, end_factor=1.0, total_iters=warmup_steps)
     return sched.SequentialLR(opt, [warm, main], milestones=[warmup_steps])
-
-
-def rng_state() -> dict[str, Any]:
-    """Return every random stream's state (torch, CUDA, NumPy's legacy global, Python's)."""
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 (saving the legacy global state)
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore the streams saved by :func:`rng_state`."""
-    torch.set_rng_state(state["torch"])
-    if "numpy" in state:
-        np.random.set_state(state["numpy"])  # noqa: NPY002
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-@dataclass
-class StepInfo:
-    """What a per-step callback sees after each step.
-
-    ``loss`` is the step's loss as a float (``nan`` on an accelerator between reads);
-    ``logs`` every number the objective logged for the step; ``objective`` the objective being
-    trained. ``model``, ``guide``, ``batch`` and ``optimizer`` are the SVI objective's
-    (``None`` where an objective has none).
-    """
-
-    step: int
-    epoch: float
-    loss: float
-    model: Any = None
-    guide: Any = None
-    batch: torch.Tensor | None = None
-    optimizer: torch.optim.Optimizer | None = None
-    logs: dict[str, float] = field(default_factory=dict)
-    objective: Any = None
-
-
-class Objective:
-    """What the engine trains. Subclasses set ``kind`` and implement :meth:`step`.
-
-    * :meth:`modules`: the ``nn.Module`` s trained (moved to the device, saved, switched
-      between train and eval mode);
-    * :meth:`check_data`: refuse data the model cannot take (one clear ``ValueError``);
-    * :meth:`setup`: called once before the first step (after a resume has restored state);
-    * :meth:`step`: one training step through the :class:`StepContext`; returns the numbers
-      to log (floats or 0-d tensors), including ``"loss"``, the number that must stay finite;
-    * :meth:`row`: turn the means of the logged numbers since the last row into history keys;
-    * :meth:`evaluate`: held-out numbers for a history row;
-    * :meth:`state_dict` / :meth:`load_state_dict`: state beyond modules and optimizers;
-    * :meth:`make_optimizer`: the optimizer of one named parameter group;
-    * :meth:`finish`: after the last step (e.g. load averaged weights).
-    """
-
-    kind: str = "loss"
-    estimator: str = "loss"
-    model: Any = None
-    # whether step() averages gradients over a process group (DistributedDataParallel)
-    distributed: bool = False
-
-    def modules(self) -> dict[str, torch.nn.Module]:
-        """Return the trained modules by name."""
-        return {}
-
-    def check_data(self, data: torch.Tensor, name: str) -> None:
-        """Raise ``ValueError`` naming ``name`` when the model cannot take ``data``."""
-
-    def setup(self, ctx: StepContext) -> None:
-        """Prepare for training (called once, after any resume)."""
-
-    def step(self, ctx: StepContext) -> dict[str, Any]:
-        """Take one training step; return the numbers to log, including ``"loss"``."""
-        raise NotImplementedError
-
-    def row(self, means: dict[str, float], ctx: StepContext) -> dict[str, Any]:
-        """Return the history entries for the logged means since the previous row."""
-        return dict(means)
-
-    def evaluate(self, test_data: torch.Tensor, ctx: StepContext) -> dict[str, Any]:
-        """Return held-out numbers for a history row (nothing by default)."""
-        return {}
-
-    def make_optimizer(
-        self, name: str, params: list[torch.Tensor], config: TrainConfig
-    ) -> torch.optim.Optimizer:
-        """Return the optimizer for the parameter group ``name`` (``config.optimizer`` at ``config.lr``)."""
-        return OPTIMIZERS[config.optimizer](params, lr=config.lr)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the objective's own state for a checkpoint."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the state returned by :meth:`state_dict`."""
-
-    def checkpoint_module_state(self) -> dict[str, Any] | None:
-        """Return the weights a loader rebuilds the model from (the main module's state)."""
-        mods = self.modules()
-        return next(iter(mods.values())).state_dict() if mods else None
-
-    def finish(self) -> None:
-        """Called after the last step."""
-
-    def materialize(self, batch: torch.Tensor, ctx: StepContext) -> None:
-        """Create parameters that the model makes on first use, before a resume restores them."""
-
-    def result_fields(self) -> dict[str, Any]:
-        """Return extra :class:`FitResult` fields (``guide``, ``params``)."""
-        return {}
-
-
-class StepContext:
-    """The engine's side of a step: batches, optimizer updates, and where training stands.
-
-    ``num_data`` is the size of the whole training set, ``indices`` the rows of the last
-    batch drawn, ``step`` the steps completed before this one, ``distributed``/``rank``/
-    ``world`` the process group.
-    """
-
-    def __init__(self, engine: _Engine):
-        self._engine = engine
-
-    @property
-    def num_data(self) -> int:
-        """Return the number of training rows (all processes)."""
-        return self._engine.n
-
-    @property
-    def indices(self) -> torch.Tensor:
-        """Return the row indices of the last batch drawn."""
-        return self._engine.last_idx
-
-    @property
-    def step(self) -> int:
-        """Return the number of steps completed."""
-        return self._engine.step
-
-    @property
-    def batch_size(self) -> int:
-        """Return the rows per batch (per process)."""
-        return self._engine.batch_size
-
-    @property
-    def distributed(self) -> bool:
-        """Return whether training runs in a process group."""
-        return self._engine.dist_on
-
-    @property
-    def device(self) -> torch.device:
-        """Return the device the data live on."""
-        return self._engine.data.device
-
-    @property
-    def config(self) -> TrainConfig:
-        """Return the training settings."""
-        return self._engine.config
-
-    def next_batch(self) -> torch.Tensor:
-        """Return the next minibatch (transformed), advancing the data order; epochs roll over."""
-        return self._engine.next_batch()
-
-    def optimizer(self, name: str) -> torch.optim.Optimizer | None:
-        """Return the optimizer of group ``name``, or None before it was created."""
-        return self._engine.opts.get(name)
-
-    def backward(
-        self, name: str, loss: torch.Tensor | float, params: Iterable[torch.Tensor] | None = None
-    ) -> float:
-        """Back-propagate ``loss`` for group ``name`` (a float: gradients already computed).
-
-        Creates the group's optimizer on first use from ``params``. On the CPU the loss is
-        read and checked before anything is applied; returns it as a float (``nan`` when
-        reading is deferred on an accelerator).
-        """
-        return self._engine.backward(name, loss, params)
-
-    def apply(self, name: str) -> None:
-        """Clip the group's gradients, take its optimizer step and clear the gradients."""
-        self._engine.apply(name)
-
-    def update(
-        self, name: str, loss: torch.Tensor | float, params: Iterable[torch.Tensor] | None = None
-    ) -> float:
-        """Return :meth:`backward` after taking the step with :meth:`apply`."""
-        value = self.backward(name, loss, params)
-        self.apply(name)
-        return value
 
 
 class _Clock:

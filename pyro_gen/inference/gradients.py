@@ -29,8 +29,8 @@ from pyro.infer import ELBO
 
 from ..data.checks import as_data_tensor
 from ..models.base import minibatch
-from .engine import StepInfo
 from .estimators import make_estimator
+from .objective import StepInfo
 from .svi import resolve_pair
 
 # Parameters an estimator owns (baselines) are not part of the model's gradient.

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
-from .engine import Objective, StepContext, StepInfo, train
+from .engine import train
+from .objective import Objective, StepContext, StepInfo
 from .result import FitResult
 
 

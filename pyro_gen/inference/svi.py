@@ -14,17 +14,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import TrainConfig
 from ..models.base import minibatch
-from .engine import (
-    OPTIMIZERS,
-    Objective,
-    StepContext,
-    StepInfo,
-    TrainingDivergedError,
-    resolve_device,
-    total_steps_for,
-    train,
-)
+from .engine import TrainingDivergedError, resolve_device, total_steps_for, train
 from .estimators import make_estimator
+from .objective import OPTIMIZERS, Objective, StepContext, StepInfo
 from .result import FitResult
 
 __all__ = [
