@@ -408,12 +408,7 @@ def _check_out(out: Path, run: RunConfig) -> None:
             f"{out} already holds a run ({', '.join(old)}): --resume to continue it, "
             "--overwrite to replace it, or another --out"
         )
-    figures = []
-    try:
-        figures = json.loads((out / "metrics.json").read_text()).get("figures", [])
-    except (OSError, ValueError, AttributeError):
-        pass
-    for name in [*RUN_FILES, *figures]:
+    for name in [*RUN_FILES, *_run_figures(out)]:
         if "/" not in str(name) and (out / name).is_file():
             (out / name).unlink()
 
@@ -539,6 +534,13 @@ def sample_run(run_dir: str | os.PathLike, num: int, out_file: str | os.PathLike
     out_file = Path(out_file)
     if out_file.suffix != ".npy":
         raise ValueError(f"--out must end in .npy, got {out_file}")
+    if out_file.is_dir():
+        raise ValueError(f"--out {out_file} is a folder; give a file name ending in .npy")
+    figure = out_file.with_suffix(".png")
+    if figure.exists() and figure.name in _run_figures(figure.parent):
+        raise ValueError(
+            f"--out {out_file} would write over the run's own figure {figure}; choose another name"
+        )
     model, config = load_run(run_dir)
     if not hasattr(model, "sample"):
         raise ValueError(f"model family {config['family']!r} cannot sample")
@@ -551,6 +553,14 @@ def sample_run(run_dir: str | os.PathLike, num: int, out_file: str | os.PathLike
     written = {"samples": str(out_file)}
     if len(shape) == 2:
         written["figure"] = str(image_grid(x[:100], out_file.with_suffix(".png"), shape))
-    elif shape == (2,):
-        written["figure"] = str(plot_2d_samples(x, x, out_file.with_suffix(".png")))
+    elif shape == (2,):  # the run's test points beside the samples
+        written["figure"] = str(plot_2d_samples(load_run_data(config).test, x, figure))
     return written
+
+
+def _run_figures(folder: Path) -> list[str]:
+    """Return the figure names a run folder's ``metrics.json`` lists (none when it is not a run)."""
+    try:
+        return list(json.loads((folder / "metrics.json").read_text()).get("figures", []))
+    except (OSError, ValueError, AttributeError):
+        return []

@@ -310,3 +310,27 @@ def test_a_run_folder_is_never_overwritten_by_accident(tmp_path):
     a_file.write_text("x")
     assert main(["fit", "vae", "--out", str(a_file), "--steps", "1"]) == 2
     assert a_file.read_text() == "x"
+
+
+def test_sample_never_writes_over_the_runs_figures_and_shows_data_beside_samples(tmp_path):
+    import matplotlib.image as mpimg
+
+    from pyro_gen.cli import main
+
+    out = tmp_path / "flow"
+    assert main(["fit", "flow", "--data", "moons", "--depth", "1", "--hidden", "8", "--steps", "3",
+                 "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    before = (out / "samples.png").read_bytes()
+    assert main(["sample", str(out), "--num", "50", "--out", str(out / "samples.npy")]) == 2
+    assert (out / "samples.png").read_bytes() == before and not (out / "samples.npy").exists()
+    assert main(["sample", str(out), "--num", "50", "--out", str(out / "drawn.npy")]) == 0
+    assert mpimg.imread(out / "drawn.png").shape[-1] in (3, 4)
+    assert main(["sample", str(out), "--num", "5", "--out", str(out)]) == 2  # a folder
+
+
+def test_a_data_set_without_parameters_refuses_one():
+    from pyro_gen.data import load_data
+
+    for spec in ("digits:extra", "moons:1", "ring:x"):
+        with pytest.raises(ValueError, match="takes no"):
+            load_data(spec)

@@ -37,6 +37,8 @@ def load_data(spec: str, binarize: str | None = None, seed: int = 0) -> DataSpli
     ``mnist`` without a path reads ``$PYRO_GEN_MNIST``. ``binarize`` applies to image sets.
     """
     name, _, arg = spec.partition(":")
+    if arg and name in ("digits", "moons", "ring", "grid"):
+        raise ValueError(f"data set {name!r} takes no ':...' part, got {spec!r}")
     if name == "digits":
         return load_digits(binarize=binarize, seed=seed)
     if name == "mnist":
