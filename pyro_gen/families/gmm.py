@@ -192,6 +192,8 @@ def evaluate_gmm(model: GaussianMixtureRun, data, cfg: GMMConfig, seed: int = 0)
     for key in ("bic", "aic", "converged", "max_rhat", "divergences"):
         if key in model.extra:
             metrics[key] = model.extra[key]
+    if "nuts_result" in model.extra:  # convergence checks that failed, one line each
+        metrics["warnings"] = list(model.extra["nuts_result"].params.get("warnings", []))
     if "nuts_result" in model.extra:
         metrics["test_log_predictive_density"] = log_predictive_density(model.extra["nuts_result"], data.test)
     return metrics

@@ -34,6 +34,30 @@ from ..data.checks import as_data_tensor
 from ..models.gmm import GaussianMixtureModel, MixtureParameters
 from .result import FitResult
 
+RHAT_LIMIT = 1.01  # Vehtari et al. 2021
+ESS_PER_CHAIN = 100  # bulk ESS below 100 per chain is too few for reliable R-hat and intervals
+
+
+class ConvergenceWarning(UserWarning):
+    """NUTS chains that have not converged (R-hat, effective sample size, divergences)."""
+
+
+def convergence_warnings(max_rhat: float, min_ess: float, divergences: int, num_chains: int) -> list[str]:
+    """Return one line per failed convergence check of a NUTS fit (empty when all pass).
+
+    Checks (Vehtari et al. 2021): the largest rank-normalized R-hat above 1.01, the smallest
+    bulk effective sample size below 100 per chain, any divergent transition.
+    """
+    out = []
+    if np.isfinite(max_rhat) and max_rhat > RHAT_LIMIT:
+        out.append(f"R-hat {max_rhat:.3f} > {RHAT_LIMIT}: the chains disagree (run longer or warm up longer)")
+    if np.isfinite(min_ess) and min_ess < ESS_PER_CHAIN * num_chains:
+        out.append(f"bulk ESS {min_ess:.0f} < {ESS_PER_CHAIN} per chain: too few effective draws")
+    if divergences > 0:
+        out.append(f"{divergences} divergent transitions: the sampler missed part of the posterior")
+    return out
+
+
 COMPONENT_SITES = ("weights", "locs", "scales", "corr_chol")
 
 
@@ -314,6 +338,14 @@ def fit_nuts(
     rh = [v for v in result.params["rhat"].values() if np.isfinite(v)]
     result.params["max_rhat"] = max(rh) if rh else float("nan")
     result.params["divergences"] = int(sum(r["divergences"] for r in history))
+    result.params["warnings"] = convergence_warnings(
+        result.params["max_rhat"],
+        min(result.params["ess_bulk"].values(), default=float("nan")),
+        result.params["divergences"],
+        num_chains,
+    )
+    for message in result.params["warnings"]:
+        warnings.warn(message, ConvergenceWarning, stacklevel=2)
     flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in aligned.items()}
     mean = {k: v.mean(0) for k, v in flat.items()}
     if "corr_chol" in mean:  # the mean of Cholesky factors is not one: average covariances instead

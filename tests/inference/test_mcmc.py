@@ -158,3 +158,16 @@ def test_nuts_converges_on_small_mixture():
     mean = res.params["posterior_mean"]
     assert torch.allclose(mean.locs, TRUE_LOCS.double(), atol=0.2)
     assert torch.allclose(mean.covariances.reshape(2).sqrt(), TRUE_SCALES.double(), atol=0.15)
+
+
+def test_short_chains_warn_and_the_checks_follow_their_stated_rules():
+    from pyro_gen.inference.mcmc import ConvergenceWarning, convergence_warnings
+
+    x, gmm, init, m0 = _small_problem(40)
+    with pytest.warns(ConvergenceWarning, match="bulk ESS"):
+        res = fit_nuts(gmm, x, num_samples=12, warmup_steps=8, num_chains=2, init=init, progress=False)
+    assert any("ESS" in w for w in res.params["warnings"])  # 24 draws cannot reach 200 effective
+    assert convergence_warnings(1.0, 400.0, 0, 2) == []
+    rhat, ess, div = convergence_warnings(1.02, 150.0, 3, 2)
+    assert rhat.startswith("R-hat 1.020 > 1.01") and ess.startswith("bulk ESS 150 < 100 per chain")
+    assert div.startswith("3 divergent transitions")
