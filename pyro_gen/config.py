@@ -195,6 +195,14 @@ def check_config(obj: Any) -> None:
             raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
+def require_positive(obj: Any, *names: str) -> None:
+    """Raise ``ValueError`` naming the flag when one of the integer settings ``names`` is set below 1."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
 def flag_of(f: dataclasses.Field) -> str:
     """Return the command-line flag of a field (``batch_size`` -> ``--batch-size``)."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")

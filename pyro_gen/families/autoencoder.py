@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import parse_widths, setting
+from ..config import parse_widths, require_positive, setting
 from ..registry import ModelFamily
 
 DEFAULT_WEIGHT = {"sparse": 1e-2, "contractive": 0.1}
@@ -34,8 +34,7 @@ class AutoencoderConfig:
 
     def __post_init__(self) -> None:
         parse_widths(self.hidden, "hidden")
-        if self.code_dim < 1:
-            raise ValueError(f"--code-dim must be a positive integer, got {self.code_dim}")
+        require_positive(self, "code_dim")
 
 
 def build_autoencoder(data, cfg: AutoencoderConfig):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..config import parse_widths, setting
+from ..config import parse_widths, require_positive, setting
 from ..registry import ModelFamily
 
 GMM_REFERENCE_COMPONENTS = 50
@@ -57,11 +57,7 @@ class FlowConfig:
 
     def __post_init__(self) -> None:
         parse_widths(self.hidden, "hidden")
-        for name in ("depth", "bins", "dequant_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(
-                    f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}"
-                )
+        require_positive(self, "depth", "bins", "dequant_samples")
         if not 0.0 < self.alpha < 0.5:
             raise ValueError(f"--alpha must be in (0, 0.5), got {self.alpha}")
 

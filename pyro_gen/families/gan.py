@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import parse_widths, setting
+from ..config import parse_widths, require_positive, setting
 from ..registry import ModelFamily
 
 # Generator steps when neither --steps nor --epochs is given (the family default budget).
@@ -40,10 +40,7 @@ class GANConfig:
         parse_widths(self.hidden, "hidden")
         if self.disc_hidden:
             parse_widths(self.disc_hidden, "disc_hidden")
-        for name in ("pack", "latent_dim", "width", "eval_samples"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+        require_positive(self, "pack", "latent_dim", "width", "eval_samples")
 
 
 def build_gan(data, cfg: GANConfig):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import setting
+from ..config import require_positive, setting
 from ..registry import ModelFamily
 
 MIXTURE_FILE = "mixture.pt"
@@ -45,15 +45,10 @@ class GMMConfig:
     num_chains: int = setting(2, "nuts: chains (run one after another)")
 
     def __post_init__(self) -> None:
-        if self.components < 1:
-            raise ValueError(f"--components must be a positive integer, got {self.components}")
+        require_positive(self, "components")
         if self.covariance_type == "spherical" and self.method != "em":
             raise ValueError("--covariance-type spherical is supported by --method em only")
-        for name in ("n_init", "max_iter", "num_samples", "num_chains"):
-            if getattr(self, name) < 1:
-                raise ValueError(
-                    f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}"
-                )
+        require_positive(self, "n_init", "max_iter", "num_samples", "num_chains")
 
 
 class GaussianMixtureRun:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import parse_widths, setting
+from ..config import parse_widths, require_positive, setting
 from ..registry import ModelFamily
 
 
@@ -102,10 +102,7 @@ class PixelCNNConfig:
     first_kernel: int | None = setting(None, "type-A kernel (default 5 for 8x8, else 7)")
 
     def __post_init__(self) -> None:
-        for name in ("channels", "layers", "first_kernel"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+        require_positive(self, "channels", "layers", "first_kernel")
 
 
 def build_pixelcnn(data, cfg: PixelCNNConfig):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import parse_widths, setting
+from ..config import parse_widths, require_positive, setting
 from ..registry import ModelFamily
 
 ACTIVATIONS = ("relu", "tanh", "softplus", "elu")
@@ -24,8 +24,7 @@ class VAEConfig:
 
     def __post_init__(self) -> None:
         parse_widths(self.hidden, "hidden")
-        if self.latent_dim < 1:
-            raise ValueError(f"--latent-dim must be a positive integer, got {self.latent_dim}")
+        require_positive(self, "latent_dim")
         if not self.gaussian_scale > 0:
             raise ValueError(f"--gaussian-scale must be positive, got {self.gaussian_scale}")
 
@@ -81,8 +80,7 @@ class DiscreteVAEConfig:
 
     def __post_init__(self) -> None:
         parse_widths(self.hidden, "hidden")
-        if self.num_latents < 1:
-            raise ValueError(f"--num-latents must be a positive integer, got {self.num_latents}")
+        require_positive(self, "num_latents")
 
 
 def build_discrete_vae(data, cfg: DiscreteVAEConfig):
