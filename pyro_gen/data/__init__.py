@@ -1,10 +1,10 @@
-"""Data sets as tensors: digits (embedded default), MNIST from local IDX files, 2-D sets."""
+"""Data sets as tensors: digits (embedded default), MNIST and Fashion-MNIST from local IDX files, 2-D sets."""
 
 from __future__ import annotations
 
 from .checks import as_data_tensor, check_unit_interval
 from .digits import load_digits
-from .mnist import load_mnist, read_idx, write_idx
+from .mnist import MNIST_ENV, dataset_name, load_mnist, read_idx, write_idx
 from .split import DataSplit
 from .synthetic import (
     grid_of_gaussians,
@@ -17,6 +17,7 @@ __all__ = [
     "DataSplit",
     "as_data_tensor",
     "check_unit_interval",
+    "dataset_name",
     "grid_of_gaussians",
     "load_data",
     "load_digits",
@@ -28,13 +29,17 @@ __all__ = [
     "write_idx",
 ]
 
-DATA_NAMES = ("digits", "mnist:PATH", "moons", "ring", "grid")
+DATA_NAMES = ("digits", "mnist:PATH", "fashion-mnist:PATH", "moons", "ring", "grid")
 
 
 def load_data(spec: str, binarize: str | None = None, seed: int = 0) -> DataSplit:
-    """Return the data set named by ``spec``: ``digits``, ``mnist[:PATH]``, ``moons``, ``ring``, ``grid``.
+    """Return the data set named by ``spec`` as a :class:`DataSplit` (pixels in [0, 1]).
 
-    ``mnist`` without a path reads ``$PYRO_GEN_MNIST``. ``binarize`` applies to image sets.
+    ``spec`` is ``digits``, ``mnist[:PATH]``, ``fashion-mnist:PATH``, ``moons``, ``ring`` or
+    ``grid``. ``mnist:PATH`` reads the IDX files in the folder PATH and names the set from
+    the folder (``fashion-mnist`` when its name contains "fashion"); ``fashion-mnist:PATH``
+    names it ``fashion-mnist`` whatever the folder; ``mnist`` alone reads ``$PYRO_GEN_MNIST``.
+    ``binarize`` applies to image sets.
     """
     name, _, arg = spec.partition(":")
     if arg and name in ("digits", "moons", "ring", "grid"):
@@ -43,6 +48,13 @@ def load_data(spec: str, binarize: str | None = None, seed: int = 0) -> DataSpli
         return load_digits(binarize=binarize, seed=seed)
     if name == "mnist":
         return load_mnist(arg or None, binarize=binarize, seed=seed)
+    if name == "fashion-mnist":
+        if not arg:
+            raise ValueError(
+                f"data set 'fashion-mnist' needs its folder: fashion-mnist:PATH (${MNIST_ENV} is "
+                "read for 'mnist' alone)"
+            )
+        return load_mnist(arg, binarize=binarize, seed=seed, name="fashion-mnist")
     if name == "moons":
         return two_moons(seed=seed)
     if name == "ring":
