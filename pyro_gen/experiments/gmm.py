@@ -2,7 +2,8 @@
 
 :func:`compare_gmm` fits closed-form EM, SVI-MAP (``AutoDelta``), SVI-variational
 (``AutoNormal``), both with ``TraceEnum_ELBO`` over the enumerated assignments, and NUTS
-(assignments summed out), all from the same k-means++ starting point, then reports for each
+(assignments summed out), all from the same starting point (EM's default: the labels of one
+scikit-learn k-means run, then one M-step; ``init`` chooses another), then reports for each
 the train and held-out log-likelihood (nats per point), the costs of each fit (read from its
 :class:`~pyro_gen.inference.FitResult`: training wall and CPU seconds, ms per step, threads,
 device) and the component parameters matched to EM's components by the Hungarian algorithm. It also selects
@@ -56,6 +57,7 @@ def compare_gmm(
     nuts_chains: int = 2,
     k_range: tuple[int, ...] = (),
     loo_k_range: tuple[int, ...] | None = None,
+    init: str = "kmeans",
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -81,10 +83,10 @@ def compare_gmm(
             f"covariance_type must be 'full' or 'diag' (the Pyro model's), got {covariance_type!r}"
         )
     k = num_components
-    w0, m0, c0 = initial_parameters(x_train, k, covariance_type, seed=seed)
+    w0, m0, c0 = initial_parameters(x_train, k, covariance_type, init=init, seed=seed)
     gmm = GaussianMixtureModel.from_data(x_train, k, covariance_type)
     init = gmm.init_values(w0, m0, c0)
-    report: dict[str, Any] = {"methods": {}, "mixtures": {}, "histories": {}}
+    report: dict[str, Any] = {"methods": {}, "mixtures": {}, "histories": {}, "init": init}
 
     # EM always runs: it is the reference the others are matched to.
     em = GaussianMixtureEM(
@@ -224,7 +226,9 @@ def select_k(
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Choose K by BIC of EM fits (``n_init=3``; lower is better) and PSIS-LOO of NUTS (higher is better).
+    """Choose K by BIC of EM fits (``n_init=3`` k-means starts; lower is better) and PSIS-LOO of NUTS.
+
+    PSIS-LOO: higher is better.
 
     Returns ``{"k": [...], "bic": [...], "best_k_bic", "loo_k": [...], "loo": [dict per K], "best_k_loo"}``
     (BIC in nats, elpd_loo in nats summed over points).
@@ -306,8 +310,9 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 def write_report(report: dict, x_train: torch.Tensor, out: Path) -> list[str]:
     """Write ``comparison.json``, ``report.md`` and the PNG figures of ``report`` into ``out``.
 
-    Returns the file names. The objective (log-likelihood for EM, ELBO for SVI, nats per
-    point) is plotted against steps and against training seconds.
+    Returns the file names. ``traces.png`` plots each method's objective against its own
+    iterations (EM: training log-likelihood per EM iteration; SVI: ELBO per step; nats per
+    point), ``objective_vs_seconds.png`` all of them against training seconds.
     """
     from ..report import write_json
     from ..report.estimators import cost_table, plot_curves, timing_note, write_markdown
@@ -323,19 +328,23 @@ def write_report(report: dict, x_train: torch.Tensor, out: Path) -> list[str]:
     files.append(
         plot_traces({k: v for k, v in report["histories"].items() if k != "nuts"}, out / "traces.png").name
     )
-    curves = [{"name": k, "history": v} for k, v in report["histories"].items() if k != "nuts"]
-    for x in ("step", "seconds"):
-        files.append(
-            plot_curves(
-                curves,
-                out / f"objective_vs_{'steps' if x == 'step' else 'seconds'}.png",
-                y="train_elbo",
-                x=x,
-                ylabel="log-likelihood (EM) / ELBO (SVI), nats per point",
-                title="Gaussian mixture: objective during fitting",
-                xscale="symlog" if x == "step" else "linear",
-            ).name
-        )
+    from ..report.gmm import history_kind, objective_labels
+
+    curves = [
+        {"name": f"{k} ({objective_labels(history_kind(v))['name']})", "history": v}
+        for k, v in report["histories"].items()
+        if k != "nuts"
+    ]
+    files.append(
+        plot_curves(
+            curves,
+            out / "objective_vs_seconds.png",
+            y="train_elbo",  # EM logs its log-likelihood under this key too (equal after an E-step)
+            x="seconds",
+            ylabel="EM: log-likelihood / SVI: ELBO (nats per data point)",
+            title="Gaussian mixture: objective against training time",
+        ).name
+    )
     sel = report.get("model_selection")
     if sel:
         elpd = [r["elpd_loo"] for r in sel["loo"]] if sel["loo"] and sel["loo_k"] == sel["k"] else None

@@ -3,7 +3,10 @@
 ``em`` is closed-form EM (:class:`~pyro_gen.inference.em.GaussianMixtureEM`); ``svi`` fits the
 Pyro model (:mod:`pyro_gen.models.gmm`) with ``TraceEnum_ELBO`` and a MAP (``AutoDelta``) or
 variational (``AutoNormal``) guide through the engine; ``nuts`` samples the posterior with
-NUTS. SVI and NUTS start from EM's k-means++ starting point. EM and NUTS are not gradient
+NUTS. Every method starts from EM's starting point, chosen by ``--init``: ``kmeans`` (the
+default, scikit-learn's: the labels of one ``sklearn.cluster.KMeans`` run seeded by the run's
+seed), ``kmeans++`` (k-means++ seeds, each point to its nearest) or ``random`` (random data
+points as seeds); ``metrics.json`` records it as ``init``. EM and NUTS are not gradient
 training: training settings they cannot honour (``--lr``, ``--batch-size``, ...) are refused.
 The fitted mixture is saved as ``mixture.pt`` in the run folder, which ``pyro-gen sample`` reads.
 """
@@ -18,6 +21,8 @@ from ..config import require_positive, setting
 from ..registry import ModelFamily
 
 MIXTURE_FILE = "mixture.pt"
+# the starts of pyro_gen.inference.em.INITS (spelled here too: the flags are built without torch)
+INITS = ("kmeans", "kmeans++", "random")
 # the training settings each method honours (seed, progress and threads always apply)
 HONOURED = {
     "em": {"seed", "progress", "threads"},
@@ -34,6 +39,11 @@ class GMMConfig:
     components: int = setting(8, "number of mixture components K")
     covariance_type: str = setting(
         "full", "covariance structure (spherical: EM only)", choices=("full", "diag", "spherical")
+    )
+    init: str = setting(
+        "kmeans",
+        "start of every method: k-means labels (scikit-learn's), k-means++ seeds or random points",
+        choices=INITS,
     )
     n_init: int = setting(1, "EM restarts")
     max_iter: int = setting(200, "EM iterations at most")
@@ -126,15 +136,21 @@ def train_gmm(
             tol=cfg.tol,
             max_iter=cfg.max_iter,
             n_init=cfg.n_init,
+            init=cfg.init,
             reg_covar=cfg.reg_covar,
             seed=seed,
         ).fit(x)
         model.params = MixtureParameters(em.weights_, em.means_, em.covariance_matrices())
-        model.extra = {"bic": em.bic(x), "aic": em.aic(x), "converged": em.converged_}
+        model.extra = {
+            "bic": em.bic(x),
+            "aic": em.aic(x),
+            "converged": em.converged_,
+            "n_iter": em.n_iter_,
+        }
         return em.result_
     gmm = GaussianMixtureModel.from_data(x, cfg.components, cfg.covariance_type)
     w0, m0, c0 = initial_parameters(
-        x, cfg.components, cfg.covariance_type, reg_covar=cfg.reg_covar, seed=seed
+        x, cfg.components, cfg.covariance_type, init=cfg.init, reg_covar=cfg.reg_covar, seed=seed
     )
     init = gmm.init_values(w0, m0, c0)
     if cfg.method == "svi":
@@ -175,7 +191,11 @@ def train_gmm(
 
 
 def evaluate_gmm(model: GaussianMixtureRun, data, cfg: GMMConfig, seed: int = 0) -> dict:
-    """Return train/test log-likelihoods (nats per point), and BIC/AIC or NUTS diagnostics."""
+    """Return train/test log-likelihoods (nats per point), the start, and BIC/AIC or NUTS diagnostics.
+
+    ``init`` is the start of the run (``--init``); EM adds ``bic``/``aic`` (nats), ``converged``
+    and ``n_iter`` (EM iterations of the best restart).
+    """
     from ..inference.mcmc import log_predictive_density
 
     params = model.fitted()
@@ -183,8 +203,9 @@ def evaluate_gmm(model: GaussianMixtureRun, data, cfg: GMMConfig, seed: int = 0)
         "train_log_likelihood": float(params.log_prob(data.train).mean()),
         "test_log_likelihood": float(params.log_prob(data.test).mean()),
         "likelihood_kind": "exact",
+        "init": cfg.init,
     }
-    for key in ("bic", "aic", "converged", "max_rhat", "divergences"):
+    for key in ("bic", "aic", "converged", "n_iter", "max_rhat", "divergences"):
         if key in model.extra:
             metrics[key] = model.extra[key]
     if "nuts_result" in model.extra:  # convergence checks that failed, one line each

@@ -10,7 +10,9 @@ regularization, same parameter counting for BIC/AIC) but runs vectorized in torc
 densities use precision Cholesky factors and all components at once in one matrix product.
 
 Pyro has no EM (its GMM tutorial fits MAP by gradient ascent), so the algorithm is written
-here; k-means++ seeding comes from scikit-learn.
+here. The default start is scikit-learn's (``init_params="kmeans"``): the hard labels of one
+``sklearn.cluster.KMeans`` run (``n_init=1``, seeded by ``seed``), then one M-step; k-means
+itself and the k-means++ seeding of the other start come from scikit-learn.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from ..data.checks import as_data_tensor
 from .result import FitResult
 
 COVARIANCE_TYPES = ("full", "diag", "spherical")
-INITS = ("kmeans++", "random")
+# kmeans: labels of one KMeans run (scikit-learn's default start); kmeans++: k-means++ seeds,
+# each point to its nearest seed; random: K distinct random data points as seeds, nearest seed.
+INITS = ("kmeans", "kmeans++", "random")
 # Work on blocks of rows so the (rows, K, D) intermediates stay near this many elements.
 _BLOCK_ELEMENTS = 1 << 22
 
@@ -87,9 +91,12 @@ class GaussianMixtureEM:
     Parameters mirror ``sklearn.mixture.GaussianMixture``: ``n_components`` (K),
     ``covariance_type`` (``"full"``, ``"diag"`` or ``"spherical"``), ``tol`` (stop when the
     average log-likelihood per point changes by less than this, in nats), ``max_iter``,
-    ``n_init`` (restarts; the best final log-likelihood wins), ``init`` (``"kmeans++"``:
-    k-means++ seeds then one hard assignment; ``"random"``: K distinct random data points as
-    seeds), ``reg_covar`` (added to the covariance diagonals; ``0`` makes a singular
+    ``n_init`` (restarts; the best final log-likelihood wins), ``init`` (``"kmeans"``, the
+    default and scikit-learn's: the labels of one ``sklearn.cluster.KMeans`` run with
+    ``n_init=1``, its random state a ``numpy.random.RandomState(seed)`` shared by the restarts,
+    exactly as scikit-learn seeds it; ``"kmeans++"``: k-means++ seeds, each point assigned to
+    its nearest seed; ``"random"``: K distinct random data points as seeds, nearest seed),
+    ``reg_covar`` (added to the covariance diagonals; ``0`` makes a singular
     covariance an error), ``seed``. ``weights_init``, ``means_init`` and ``precisions_init``
     (same shapes and meaning as in scikit-learn) fix the starting point. ``dtype`` is the
     torch dtype of the computation (float64 by default, as scikit-learn).
@@ -99,6 +106,8 @@ class GaussianMixtureEM:
     (same shapes; upper-triangular factors for full), ``converged_``, ``n_iter_``,
     ``lower_bound_`` (average log-likelihood in nats per point of the last E-step, as
     scikit-learn), ``log_likelihood_`` (of the final parameters, nats per point),
+    ``start_`` (the start used: ``init``, ``"given"`` when ``weights_init``, ``means_init`` and
+    ``precisions_init`` are all given, ``init + "+given"`` when some are),
     ``log_likelihood_history_`` (one value per E-step, starting at the initial parameters;
     never decreasing up to float round-off) and ``result_`` (a :class:`FitResult` of kind
     ``"em"``: ``steps`` and ``epochs`` are the EM iterations of all restarts, ``seconds`` and
@@ -113,7 +122,7 @@ class GaussianMixtureEM:
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init: str = "kmeans++",
+        init: str = "kmeans",
         reg_covar: float = 1e-6,
         seed: int | None = 0,
         weights_init: Any = None,
@@ -273,8 +282,30 @@ class GaussianMixtureEM:
         return nk / n, means, cov
 
     # ------------------------------------------------------------------ initialization
-    def _initial_resp(self, x: torch.Tensor, k: int, rng: np.random.Generator, means=None) -> torch.Tensor:
-        """Hard responsibilities: each point to its nearest seed (k-means++ or random points)."""
+    def _initial_resp(
+        self,
+        x: torch.Tensor,
+        k: int,
+        rng: np.random.Generator,
+        means=None,
+        kmeans_state: np.random.RandomState | None = None,
+        raw: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Return hard responsibilities (N, K) of the start (one 1 per row).
+
+        ``init="kmeans"``: the labels of one ``KMeans(n_init=1, random_state=kmeans_state)`` run
+        on ``raw`` (the data as given; ``x`` when absent). Otherwise each row goes to its nearest
+        seed: ``means`` when given, else k-means++ seeds or random data points drawn with ``rng``.
+        """
+        resp = torch.zeros(x.shape[0], k, dtype=x.dtype)
+        rows = torch.arange(x.shape[0])
+        if means is None and self.init == "kmeans":
+            from sklearn.cluster import KMeans
+
+            data = (raw if raw is not None else x).numpy()
+            labels = KMeans(n_clusters=k, n_init=1, random_state=kmeans_state).fit(data).labels_
+            resp[rows, torch.as_tensor(labels, dtype=torch.long)] = 1.0
+            return resp
         if means is None:
             if self.init == "kmeans++":
                 from sklearn.cluster import kmeans_plusplus
@@ -284,18 +315,17 @@ class GaussianMixtureEM:
             else:
                 means = x[torch.as_tensor(rng.choice(x.shape[0], size=k, replace=False))]
         d2 = x.square().sum(-1, keepdim=True) - 2 * x @ means.T + means.square().sum(-1)
-        resp = torch.zeros(x.shape[0], k, dtype=x.dtype)
-        resp[torch.arange(x.shape[0]), d2.argmin(1)] = 1.0
+        resp[rows, d2.argmin(1)] = 1.0
         return resp
 
-    def _initialize(self, x: torch.Tensor, rng: np.random.Generator):
+    def _initialize(self, x: torch.Tensor, rng: np.random.Generator, kmeans_state=None, raw=None):
         k, d = self.n_components, x.shape[1]
         w0, m0, p0 = self._user_init(k, d)
         if w0 is not None and m0 is not None and p0 is not None:
             weights, means = w0, m0
             cov = None
         else:
-            resp = self._initial_resp(x, k, rng, means=m0)
+            resp = self._initial_resp(x, k, rng, means=m0, kmeans_state=kmeans_state, raw=raw)
             weights, means, cov = self._m_step(x, resp)
             weights = w0 if w0 is not None else weights
             means = m0 if m0 is not None else means
@@ -330,12 +360,14 @@ class GaussianMixtureEM:
         offset = x.mean(0)
         xc = x - offset
         rng = np.random.default_rng(self.seed)
+        # scikit-learn's random state for KMeans: one RandomState(seed) shared by all restarts
+        kmeans_state = np.random.RandomState(self.seed)
         clock = _Clock()
         best: dict | None = None
         history: list[dict] = []
         for restart in range(self.n_init):
             step0 = history[-1]["step"] if history else 0
-            state = self._fit_one(xc, offset, rng, restart, clock, step0)
+            state = self._fit_one(xc, offset, rng, restart, clock, step0, kmeans_state=kmeans_state, raw=x)
             history += state["history"]
             if best is None or state["log_likelihood"] > best["log_likelihood"]:
                 best = state
@@ -350,6 +382,9 @@ class GaussianMixtureEM:
         self.log_likelihood_ = best["log_likelihood"]
         self.log_likelihood_history_ = [row["log_likelihood"] for row in best["history"]]
         self.n_features_in_ = d
+        given = [v is not None for v in (self.weights_init, self.means_init, self.precisions_init)]
+        # the start actually used: all three *_init given replace the init method altogether
+        self.start_ = "given" if all(given) else self.init + ("+given" if any(given) else "")
         steps = history[-1]["step"]
         self.result_ = FitResult(
             model=self,
@@ -369,22 +404,25 @@ class GaussianMixtureEM:
                 "restart": best["restart"],
                 "log_likelihood": self.log_likelihood_,
                 "covariance_type": self.covariance_type,
+                "init": self.start_,
             },
         )
         return self
 
-    def _fit_one(self, x, offset, rng, restart: int, clock: _Clock, step0: int) -> dict:
+    def _fit_one(
+        self, x, offset, rng, restart: int, clock: _Clock, step0: int, kmeans_state=None, raw=None
+    ) -> dict:
         """Run EM from one start; return its state and history rows (steps counted from ``step0``)."""
         with clock.timing():
             if self.means_init is not None:
                 saved = self.means_init
                 self.means_init = np.asarray(saved) - offset.numpy()
                 try:
-                    weights, means, prec_chol = self._initialize(x, rng)
+                    weights, means, prec_chol = self._initialize(x, rng, kmeans_state, raw)
                 finally:
                     self.means_init = saved
             else:
-                weights, means, prec_chol = self._initialize(x, rng)
+                weights, means, prec_chol = self._initialize(x, rng, kmeans_state, raw)
         history: list[dict] = []
         prev = -math.inf
         converged = False
@@ -501,22 +539,25 @@ def initial_parameters(
     X: Any,
     n_components: int,
     covariance_type: str = "full",
-    init: str = "kmeans++",
+    init: str = "kmeans",
     reg_covar: float = 1e-6,
     seed: int | None = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return EM's starting point ``(weights (K,), means (K, D), covariances (K, D, D))``.
 
-    Seeds (k-means++ or random points), one hard assignment of every row to its nearest
-    seed, then one M-step: the start :class:`GaussianMixtureEM` uses, shared by the other
-    methods in a comparison so every method starts from the same place (float64 tensors).
+    The hard responsibilities of ``init`` (see :class:`GaussianMixtureEM`: k-means labels by
+    default, or each row to its nearest k-means++ / random seed) followed by one M-step: the
+    start :class:`GaussianMixtureEM` uses with the same ``seed``, shared by the other methods
+    in a comparison so every method starts from the same place (float64 tensors).
     """
     em = GaussianMixtureEM(
         n_components, covariance_type=covariance_type, init=init, reg_covar=reg_covar, seed=seed
     )
     x = as_data_tensor(X, "X", min_rank=2, max_rank=2).to(torch.float64)
     em._check_params(x.shape[0], x.shape[1])
-    resp = em._initial_resp(x, n_components, np.random.default_rng(seed))
+    resp = em._initial_resp(
+        x, n_components, np.random.default_rng(seed), kmeans_state=np.random.RandomState(seed)
+    )
     weights, means, cov = em._m_step(x, resp)
     if covariance_type == "diag":
         cov = torch.diag_embed(cov)

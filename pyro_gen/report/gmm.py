@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from .figures import plt, save_figure
 
@@ -47,24 +48,76 @@ def plot_mixtures_2d(
     return save_figure(fig, path)
 
 
-def plot_traces(histories: Mapping[str, Sequence[dict]], path: str | os.PathLike) -> Path:
-    """Plot each optimizer's objective (nats per point) against its iteration/step; return the PNG path.
+# What each fitting method's training curve is: the history key, the x axis and the y axis.
+OBJECTIVES: dict[str, dict[str, str]] = {
+    "em": {
+        "key": "log_likelihood",
+        "x": "EM iteration",
+        "y": "training log-likelihood (nats per data point)",
+        "name": "log-likelihood",
+    },
+    "svi": {
+        "key": "train_elbo",
+        "x": "SVI step",
+        "y": "training ELBO (nats per data point)",
+        "name": "ELBO",
+    },
+}
 
-    EM rows carry ``log_likelihood``; SVI rows ``train_elbo`` (an ELBO, below the log-likelihood).
+
+def history_kind(history: Sequence[dict]) -> str:
+    """Return ``"em"`` for EM history rows (they log ``log_likelihood``), else ``"svi"``."""
+    return "em" if any(r.get("log_likelihood") not in (None, "") for r in history) else "svi"
+
+
+def objective_labels(kind: str) -> dict[str, str]:
+    """Return the training curve of a fit of ``kind`` (``"em"`` or ``"svi"``) as labels.
+
+    Keys: ``key`` (the history key plotted), ``x`` and ``y`` (axis labels) and ``name`` (the
+    objective). EM's curve is the training log-likelihood in nats per data point per EM
+    iteration; SVI's is the training ELBO in nats per data point per optimizer step.
     """
-    fig, ax = plt.subplots(figsize=(6, 4))
+    if kind not in OBJECTIVES:
+        raise ValueError(f"kind must be one of {sorted(OBJECTIVES)}, got {kind!r}")
+    return dict(OBJECTIVES[kind])
+
+
+def traces_figure(histories: Mapping[str, Sequence[dict]], kinds: Mapping[str, str] | None = None) -> Figure:
+    """Return a figure with one panel per kind of fit: EM's log-likelihood, SVI's ELBO.
+
+    ``histories`` maps a method name to its history rows; ``kinds`` maps a name to ``"em"`` or
+    ``"svi"`` (default: :func:`history_kind` of its rows). Each panel's axes are labelled by
+    :func:`objective_labels` (nats per data point against EM iterations or SVI steps); the
+    x axis is symmetric-log so the first iterations and the end of a long run both show.
+    """
+    kinds = dict(kinds or {})
+    groups: dict[str, list[tuple[str, Sequence[dict]]]] = {}
     for name, hist in histories.items():
-        rows = [r for r in hist if r.get("train_elbo") not in (None, "")]
-        if not rows:
-            continue
-        ax.plot([r["step"] for r in rows], [r["train_elbo"] for r in rows], label=name)
-    ax.set_xscale("symlog")
-    ax.set_xlabel("EM iteration / SVI step")
-    ax.set_ylabel("nats per data point")
-    ax.set_title("log-likelihood (EM) and ELBO (SVI) during fitting")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path)
+        groups.setdefault(kinds.get(name) or history_kind(hist), []).append((name, hist))
+    order = [k for k in OBJECTIVES if k in groups]
+    fig, axes = plt.subplots(1, max(1, len(order)), figsize=(5.5 * max(1, len(order)), 4), squeeze=False)
+    for ax, kind in zip(axes[0], order):
+        labels = objective_labels(kind)
+        for name, hist in groups[kind]:
+            rows = [r for r in hist if r.get(labels["key"]) not in (None, "")]
+            ax.plot([r["step"] for r in rows], [r[labels["key"]] for r in rows], label=name)
+        ax.set_xscale("symlog")
+        ax.set_xlabel(labels["x"])
+        ax.set_ylabel(labels["y"])
+        ax.set_title(f"{'EM' if kind == 'em' else 'SVI'}: {labels['name']} during fitting")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def plot_traces(
+    histories: Mapping[str, Sequence[dict]], path: str | os.PathLike, kinds: Mapping[str, str] | None = None
+) -> Path:
+    """Write :func:`traces_figure` as a PNG; return its path.
+
+    EM's panel: log-likelihood per EM iteration; SVI's: ELBO per step (nats per data point).
+    """
+    return save_figure(traces_figure(histories, kinds), path)
 
 
 def plot_model_selection(

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_iris
 from sklearn.mixture import GaussianMixture
 
 from pyro_gen.data import sample_gaussian_mixture
@@ -135,8 +136,8 @@ def test_bad_input_clear_errors():
         GaussianMixtureEM(2).fit(bad)
     with pytest.raises(ValueError, match="covariance_type"):
         GaussianMixtureEM(2, covariance_type="tied").fit(x)
-    with pytest.raises(ValueError, match="init"):
-        GaussianMixtureEM(2, init="kmeans").fit(x)
+    with pytest.raises(ValueError, match="init must be one of.*'k-means'"):
+        GaussianMixtureEM(2, init="k-means").fit(x)
     with pytest.raises(ValueError, match="reg_covar"):
         GaussianMixtureEM(2, reg_covar=-1.0).fit(x)
     with pytest.raises(ValueError, match="not fitted"):
@@ -176,3 +177,48 @@ def test_result_follows_the_fit_result_contract(mixture_data):
     assert res.step_ms["n"] == res.steps and res.step_ms["p10"] <= res.step_ms["median"] <= res.step_ms["p90"]
     best = [r["log_likelihood"] for r in rows if r["restart"] == res.params["restart"]]
     assert best == em.log_likelihood_history_
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two label vectors give the same partition (equal up to a permutation of labels)."""
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_start_reaches_sklearn_on_iris(seed):
+    """From its default start (one seeded KMeans run) EM ends where scikit-learn's default ends."""
+    x = load_iris().data
+    ours = GaussianMixtureEM(3, seed=seed).fit(x)
+    ref = GaussianMixture(3, random_state=seed).fit(x)  # init_params="kmeans", tol 1e-3, reg 1e-6
+    assert ours.init == "kmeans" and ours.start_ == "kmeans"
+    assert ours.result_.params["init"] == "kmeans"
+    assert ours.score(x) >= ref.score(x) - 1e-6
+    assert _same_partition(ours.predict(x).numpy(), ref.predict(x))
+    assert ours.n_iter_ == ref.n_iter_
+
+
+def test_default_start_is_kmeans_labels_then_one_m_step():
+    """initial_parameters' default start is the M-step of one KMeans(n_init=1, random_state=seed) run."""
+    from sklearn.cluster import KMeans
+
+    x = load_iris().data
+    w0, m0, _ = initial_parameters(x, 3, seed=4)
+    labels = KMeans(3, n_init=1, random_state=np.random.RandomState(4)).fit(x).labels_
+    means = np.stack([x[labels == j].mean(0) for j in range(3)])
+    np.testing.assert_allclose(m0.numpy(), means, atol=1e-12)
+    np.testing.assert_allclose(w0.numpy(), np.bincount(labels, minlength=3) / len(x), atol=1e-12)
+
+
+def test_init_reaches_the_start():
+    """Each init gives its own start; the nearest-seed starts differ from the k-means one."""
+    x = load_iris().data
+    inits = ("kmeans", "kmeans++", "random")
+    starts = {init: initial_parameters(x, 3, init=init, seed=1)[1] for init in inits}
+    assert not torch.allclose(starts["kmeans"], starts["random"])
+    fits = {init: GaussianMixtureEM(3, init=init, seed=1, max_iter=1).fit(x) for init in starts}
+    for init, em in fits.items():
+        assert em.start_ == init
+    # one iteration from each start: the first logged log-likelihood is that of the start
+    first = {init: em.log_likelihood_history_[0] for init, em in fits.items()}
+    assert len({round(v, 9) for v in first.values()}) == 3

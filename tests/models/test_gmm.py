@@ -238,3 +238,71 @@ def test_gmm_family_fits_and_scores_the_same_pixels(tmp_path):
     metrics = run_plan(plan, progress=False)
     # grey levels for both splits: train and test log-likelihoods are of the same order
     assert abs(metrics["train_log_likelihood"] - metrics["test_log_likelihood"]) < 20
+
+
+def test_cli_init_reaches_em_and_metrics(tmp_path, monkeypatch):
+    """`--init` of the gmm family reaches GaussianMixtureEM and is recorded in metrics.json."""
+    import json
+
+    import pyro_gen.inference.em as em_module
+
+    seen = []
+    original = em_module.GaussianMixtureEM._initial_resp
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.init)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(em_module.GaussianMixtureEM, "_initial_resp", spy)
+    for init in ("random", "kmeans"):
+        out = tmp_path / init
+        argv = ["fit", "gmm", "--data", "ring", "--method", "em", "--components", "8"]
+        argv += ["--out", str(out), "--no-progress"] + (["--init", init] if init != "kmeans" else [])
+        assert main(argv) == 0
+        assert seen[-1] == init  # the default (no flag) is k-means
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["init"] == init
+        assert json.loads((out / "config.json").read_text())["model"]["init"] == init
+
+
+def test_em_run_figure_is_labelled_log_likelihood_per_iteration(tmp_path, monkeypatch):
+    """The EM run's training curve: log-likelihood (nats per data point) per EM iteration, not ELBO."""
+    import pyro_gen.report.figures as figures
+    from pyro_gen.report import report
+
+    captured = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path, **kw: captured.append((fig, path)) or path)
+    x, _ = sample_gaussian_mixture(300, MEANS, SCALES, seed=3)
+    em = GaussianMixtureEM(3, seed=0).fit(x)
+    report(em.result_, tmp_path)
+    ((fig, path),) = [(f, p) for f, p in captured if str(p).endswith("log_likelihood.png")]
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "EM iteration"
+    assert "log-likelihood" in ax.get_ylabel() and "nats per data point" in ax.get_ylabel()
+    assert "ELBO" not in ax.get_ylabel() + ax.get_title() and "epoch" not in ax.get_xlabel()
+
+
+def test_comparison_traces_label_em_and_svi_apart():
+    """traces.png: EM's panel is log-likelihood per EM iteration, SVI's is ELBO per step."""
+    from pyro_gen.report.gmm import objective_labels, traces_figure
+
+    em_rows = [{"step": i, "log_likelihood": -3.0 + 0.1 * i, "train_elbo": -3.0 + 0.1 * i} for i in range(4)]
+    svi_rows = [{"step": i, "epoch": float(i), "train_elbo": -4.0 + 0.1 * i} for i in range(5)]
+    fig = traces_figure({"em": em_rows, "svi-map": svi_rows})
+    em_ax, svi_ax = fig.axes
+    assert em_ax.get_xlabel() == "EM iteration"
+    assert em_ax.get_ylabel() == "training log-likelihood (nats per data point)"
+    assert [line.get_label() for line in em_ax.get_lines()] == ["em"]
+    assert svi_ax.get_xlabel() == "SVI step" and "ELBO" in svi_ax.get_ylabel()
+    assert [line.get_label() for line in svi_ax.get_lines()] == ["svi-map"]
+    assert list(em_ax.get_lines()[0].get_ydata()) == [r["log_likelihood"] for r in em_rows]
+    assert objective_labels("em")["key"] == "log_likelihood"
+    with pytest.raises(ValueError, match="'nuts'"):
+        objective_labels("nuts")
+
+
+def test_family_inits_are_the_em_inits():
+    from pyro_gen.families.gmm import INITS
+    from pyro_gen.inference.em import INITS as EM_INITS
+
+    assert INITS == EM_INITS
