@@ -22,8 +22,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
-from .figures import save_figure  # noqa: E402
+from .figures import readable_log_ticks, save_figure  # noqa: E402
 
 X_LABELS = {"step": "optimizer steps", "seconds": "training seconds (wall clock, evaluation excluded)"}
 
@@ -60,6 +61,7 @@ def plot_curves(
     if clip and finals:  # show the end of training: clip the first steep climb
         lo, hi = min(finals), max(finals)
         ax.set_ylim(lo - max(5.0, 2 * (hi - lo)), hi + 0.2 * max(1.0, hi - lo))
+    readable_log_ticks(ax, "x")
     ax.grid(alpha=0.3)
     if finals:
         ax.legend(fontsize=8)
@@ -84,9 +86,18 @@ def plot_elbo_comparison(results: Sequence[dict], path: str | os.PathLike, x: st
 
 
 def plot_metric_vs_seconds(
-    rows: Sequence[dict], path: str | os.PathLike, *, y: str, ylabel: str, name_key: str = "name"
+    rows: Sequence[dict],
+    path: str | os.PathLike,
+    *,
+    y: str,
+    ylabel: str,
+    name_key: str = "name",
+    title: str = "final quality against training time",
 ) -> Path:
-    """Scatter each row's final ``y`` against its ``train_seconds`` (one labelled point per method)."""
+    """Scatter each row's final ``y`` against its ``train_seconds`` (one labelled point per method).
+
+    Returns the PNG path.
+    """
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for r in rows:
         if r.get(y) is None or r.get("train_seconds") is None:
@@ -96,25 +107,58 @@ def plot_metric_vs_seconds(
                     textcoords="offset points")
     ax.set_xlabel(X_LABELS["seconds"])
     ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
 
 
-def _plot_groups(results: Sequence[dict], path, groups: Sequence[str], field: str, ylabel: str) -> Path:
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
+GRADIENT_FIELDS = {
+    "total_variance": (
+        "total gradient variance ((nats/point)^2)",
+        "Gradient variance by estimator (trace of the covariance, log scale)",
+    ),
+    "snr": ("gradient SNR (unitless)", "Gradient signal-to-noise ratio by estimator (log scale)"),
+}
+
+
+def gradient_figure(
+    results: Sequence[dict], field: str, groups: Sequence[str] = ("encoder", "decoder")
+) -> Figure:
+    """Return the figure of one gradient summary per parameter group against optimizer steps.
+
+    ``field`` is ``"total_variance"`` (trace of the gradient covariance of the loss in nats
+    per data point, so (nats/point)^2) or ``"snr"`` (``||mean|| / sqrt(total variance)``,
+    unitless); one panel per group, one line per result, log y axis with at least three
+    labelled ticks on every panel. The caller saves or closes it.
+    """
+    if field not in GRADIENT_FIELDS:
+        raise ValueError(f"field must be one of {sorted(GRADIENT_FIELDS)}, got {field!r}")
+    if not groups:
+        raise ValueError("groups must name at least one parameter group")
+    ylabel, title = GRADIENT_FIELDS[field]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.4), squeeze=False)
     for ax, group in zip(axes[0], groups):
+        drawn = False
         for res in results:
-            pts = [(r["step"], r[group][field]) for r in res["variance"] if group in r]
+            rows = [r for r in res["variance"] if isinstance(r.get(group), dict)]
+            pts = [(r["step"], r[group].get(field)) for r in rows]
             pts = [(s, v) for s, v in pts if v is not None and v > 0 and math.isfinite(v)]
             if pts:
                 ax.plot(*zip(*pts), marker="o", ms=3, lw=1.2, label=res["name"])
+                drawn = True
         ax.set_yscale("log")
+        if not drawn:
+            ax.set_ylim(0.1, 10.0)
+            ax.text(0.5, 0.5, "no finite measurements", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("optimizer steps")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{group} parameters")
+        readable_log_ticks(ax, "y")
         ax.grid(alpha=0.3, which="both")
-    axes[0][0].legend(fontsize=8)
-    return save_figure(fig, path)
+        if drawn and ax is axes[0][0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    return fig
 
 
 def plot_gradient_variance(
@@ -125,14 +169,17 @@ def plot_gradient_variance(
     Variance is the trace of the gradient covariance of the loss in nats per data point, from
     repeated draws at fixed parameters. Returns the PNG path.
     """
-    return _plot_groups(results, path, groups, "total_variance", "total gradient variance")
+    return save_figure(gradient_figure(results, "total_variance", groups), path)
 
 
 def plot_snr(
     results: Sequence[dict], path: str | os.PathLike, groups: Sequence[str] = ("encoder", "decoder")
 ) -> Path:
-    """Plot each estimator's gradient signal-to-noise ratio ``||mean|| / sqrt(total variance)``."""
-    return _plot_groups(results, path, groups, "snr", "gradient SNR")
+    """Plot each estimator's gradient signal-to-noise ratio ``||mean|| / sqrt(total variance)``.
+
+    Unitless, log y axis, one panel per parameter group. Returns the PNG path.
+    """
+    return save_figure(gradient_figure(results, "snr", groups), path)
 
 
 def _fmt(v: Any, spec: str = ".2f") -> str:

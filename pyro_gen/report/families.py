@@ -16,7 +16,10 @@ from .figures import plt, save_figure
 def plot_loss_curve(
     history: Sequence[dict], path: str | os.PathLike, title: str = "autoencoder loss"
 ) -> Path:
-    """Plot ``train_loss`` and ``test_loss`` (per data point) against epochs; return the PNG path."""
+    """Plot ``train_loss`` and ``test_loss`` (per data point) against epochs; return the PNG path.
+
+    The loss is the model's own (reconstruction plus any penalty), in its units per data point.
+    """
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([r["epoch"] for r in history], [r["train_loss"] for r in history], label="train")
     test = [(r["epoch"], r["test_loss"]) for r in history if r.get("test_loss") not in (None, "")]
@@ -48,30 +51,42 @@ def sample_grids_side_by_side(
     if not samples:
         raise ValueError("no samples to draw")
     ncol = int(math.ceil(math.sqrt(num)))
-    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 3.8), squeeze=False)
     for ax, (name, x) in zip(axes[0], samples.items()):
         arr = x[:num].detach().cpu().double().numpy().clip(0, 1)
         ax.imshow(_tile(arr, shape, ncol), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(name, fontsize=10)
         ax.axis("off")
+    fig.suptitle(f"Samples of each family (first {num}; pixel intensity in [0, 1])", fontsize=11)
     return save_figure(fig, path)
 
 
+FAMILY_PANELS = (
+    ("test_bits_per_dim", "test NLL", "bits per dimension (lower is better)"),
+    ("frechet_distance", "classifier-feature Frechet distance", "distance (lower is better)"),
+    ("probe_accuracy", "linear-probe accuracy", "test accuracy (fraction)"),
+    ("train_seconds", "training time", "wall seconds"),
+)
+
+
 def plot_family_metrics(rows: Sequence[dict], path: str | os.PathLike) -> Path:
-    """Bar charts of bits/dim, Frechet distance, probe accuracy and training seconds per family."""
-    panels = [
-        ("test_bits_per_dim", "test NLL (bits/dim)"),
-        ("frechet_distance", "classifier-feature FD"),
-        ("probe_accuracy", "linear-probe accuracy"),
-        ("train_seconds", "training time (s)"),
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.5))
-    for ax, (key, title) in zip(axes, panels):
+    """Bar charts of bits/dim, Frechet distance, probe accuracy and training seconds per family.
+
+    One panel per metric with its unit on the y axis; a family without the metric has no
+    bar (a panel with none says so). Returns the PNG path.
+    """
+    fig, axes = plt.subplots(1, len(FAMILY_PANELS), figsize=(4 * len(FAMILY_PANELS), 3.7))
+    for ax, (key, title, ylabel) in zip(axes, FAMILY_PANELS):
         names = [r["family"] for r in rows if r.get(key) is not None]
         vals = [r[key] for r in rows if r.get(key) is not None]
         ax.bar(range(len(vals)), vals, color="tab:blue")
         ax.set_xticks(range(len(vals)))
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        if not vals:
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(title, fontsize=10)
+        ax.set_xlabel("model family")
+        ax.set_ylabel(ylabel, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
-    return save_figure(fig, path)
+    fig.suptitle("Model families on one data set", fontsize=11)
+    return save_figure(fig, path, tight_layout=True)

@@ -13,7 +13,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib import ticker  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+MIN_TICK_LABELS = 3
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 110, tight_layout: bool = False) -> Path:
@@ -30,6 +34,50 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 110, tight_l
     return path
 
 
+def _in_view(locs: Sequence[float], lo: float, hi: float) -> int:
+    tol = 1e-9 * (hi - lo)
+    return sum(1 for v in locs if lo - tol <= v <= hi + tol)
+
+
+def _short_number(v: float, _pos: int | None = None) -> str:
+    return f"{v:.3g}"
+
+
+def readable_log_ticks(ax: Axes, axis: str = "y", min_labels: int = MIN_TICK_LABELS) -> int:
+    """Give a log-scaled axis of ``ax`` at least ``min_labels`` labelled ticks within its view.
+
+    Decades when the view spans enough of them; otherwise 1-2-5 steps, then every integer
+    multiple of a power of ten, then evenly spaced round numbers (for spans below a factor
+    of about 2). Minor ticks stay unlabelled so labels never overlap. Call it once the
+    limits are final. Returns the number of labelled ticks in view (0 for a linear axis,
+    which is left alone).
+    """
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    if target.get_scale() != "log":
+        return 0
+    lo, hi = sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())
+    if not (lo > 0 and math.isfinite(hi) and hi > lo):
+        return 0
+    every = tuple(float(c) for c in range(1, 10))
+    short = ticker.FuncFormatter(_short_number)
+    choices = [
+        (ticker.LogLocator(base=10), ticker.LogFormatterSciNotation(), ticker.LogLocator(subs=every)),
+        (ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)), short, None),
+        (ticker.LogLocator(base=10, subs=every), short, None),
+        (ticker.MaxNLocator(nbins=min_labels + 1, min_n_ticks=min_labels), short, None),
+    ]
+    counts = [_in_view(c[0].tick_values(lo, hi), lo, hi) for c in choices]
+    best = next((i for i, n in enumerate(counts) if n >= min_labels), len(choices) - 1)
+    (major, formatter, minor), n = choices[best], counts[best]
+    target.set_major_locator(major)
+    target.set_major_formatter(formatter)
+    target.set_minor_locator(minor if minor is not None else ticker.NullLocator())
+    target.set_minor_formatter(ticker.NullFormatter())
+    return n
+
+
 def plot_elbo_curve(history: Sequence[dict], path: str | os.PathLike, title: str = "ELBO") -> Path:
     """Plot train and held-out ELBO (nats per data point) against epochs; return the PNG path."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -39,7 +87,7 @@ def plot_elbo_curve(history: Sequence[dict], path: str | os.PathLike, title: str
     if test:
         ax.plot(*zip(*test), "o-", ms=3, label="held-out ELBO")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("nats per data point")
+    ax.set_ylabel("ELBO (nats per data point)")
     ax.set_title(title)
     vals = [r["train_elbo"] for r in history] + [t[1] for t in test]
     if len(vals) > 4:  # skip the first epochs' steep climb so the end of training is visible
@@ -105,9 +153,9 @@ def plot_latent_scatter(codes: torch.Tensor, labels: torch.Tensor | None, path: 
     c = None if labels is None else labels.numpy()
     sc = ax.scatter(codes[:, 0].numpy(), codes[:, 1].numpy(), c=c, cmap="tab10", s=6)
     if labels is not None:
-        fig.colorbar(sc, ax=ax)
-    ax.set_xlabel("z1")
-    ax.set_ylabel("z2")
+        fig.colorbar(sc, ax=ax, label="class label")
+    ax.set_xlabel("z1 (latent units)")
+    ax.set_ylabel("z2 (latent units)")
     ax.set_title("encoder means of held-out points")
     return save_figure(fig, path)
 
@@ -117,8 +165,10 @@ def plot_2d_samples(data: torch.Tensor, samples: torch.Tensor, path: str | os.Pa
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharex=True, sharey=True)
     for ax, pts, title in ((axes[0], data, "data"), (axes[1], samples, "samples")):
         ax.scatter(pts[:, 0].numpy(), pts[:, 1].numpy(), s=2, alpha=0.5)
-        ax.set_title(title)
+        ax.set_title(f"{title} ({pts.shape[0]:,} points)")
+        ax.set_xlabel("x1")
         ax.set_aspect("equal")
+    axes[0].set_ylabel("x2")
     return save_figure(fig, path)
 
 

@@ -53,13 +53,12 @@ def plot_flow_density(
     """Write data | learned density exp(log p) | model samples side by side; return the PNG path."""
     bounds = data_bounds(data)
     xs, ys, logp = log_density_grid(log_prob, bounds, num)
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.5), sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14.5, 4.5), sharex=True, sharey=True, layout="constrained")
     axes[0].scatter(data[:, 0].numpy(), data[:, 1].numpy(), s=1.5, alpha=0.4)
     axes[0].set_title("held-out data")
     dens = np.exp(logp)
-    axes[
-        1
-    ].imshow(  # colour scale clipped at the 99.5th percentile so a few sharp spikes do not hide the rest
+    # colour scale clipped at the 99.5th percentile so a few sharp spikes do not hide the rest
+    image = axes[1].imshow(
         dens,
         origin="lower",
         extent=bounds,
@@ -68,11 +67,14 @@ def plot_flow_density(
         interpolation="nearest",
         vmax=float(np.percentile(dens, 99.5)) or None,
     )
+    fig.colorbar(image, ax=axes[1], label="density p(x) (per unit area)")
     axes[1].set_title("learned density" + (f" ({title})" if title else ""))
     s = samples.detach().cpu()
     axes[2].scatter(s[:, 0].numpy(), s[:, 1].numpy(), s=1.5, alpha=0.4, color="C1")
-    axes[2].set_title("samples")
+    axes[2].set_title(f"samples ({s.shape[0]:,})")
     for ax in axes:
         ax.set_xlim(bounds[0], bounds[1])
         ax.set_ylim(bounds[2], bounds[3])
+        ax.set_xlabel("x1")
+    axes[0].set_ylabel("x2")
     return save_figure(fig, path)
