@@ -2,12 +2,15 @@
 
 Writes ``diagnostics.nc`` (InferenceData, netCDF), ``diagnostics.json`` (every number) and
 PNG figures (rank plot, ESS, PSIS k-hat, KL per latent dimension), and prints a table with
-a plain-language verdict per line.
+a plain-language verdict per line. Diagnose needs a model with latent variables and a guide
+over them; a run without (an autoregressive model, a flow, a GAN) is refused with one line
+saying what the run offers instead, before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 import warnings
@@ -18,6 +21,13 @@ import numpy as np
 
 INFERENCE_DATA_FILE = "diagnostics.nc"
 SUMMARY_FILE = "diagnostics.json"
+METRICS_FILE = "metrics.json"
+MAX_PANELS = 12  # quantities in the rank and ESS figures (the first data point's first latents)
+_SAMPLE_METRICS = {
+    "modes_captured": "mode coverage",
+    "high_quality_share": "share of high-quality samples",
+    "frechet_distance": "Frechet distance",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +50,73 @@ def _without_tables(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _without_tables(v) for k, v in obj.items() if k not in ("table", "elpd_data")}
     return obj
+
+
+def what_the_run_offers(run_dir: str | os.PathLike) -> str:
+    """Return a phrase naming what a run folder's ``metrics.json`` holds instead of diagnostics.
+
+    E.g. ``"its exact test log-likelihood is in metrics.json"`` for exact-likelihood models,
+    the sample metrics of a GAN, the reconstruction loss of an autoencoder.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return f"and the run folder has no readable {METRICS_FILE}"
+    if not isinstance(metrics, dict):
+        return f"its metrics are in {METRICS_FILE}"
+    if metrics.get("test_log_likelihood") is not None:
+        exact = "exact " if metrics.get("likelihood_kind") == "exact" else ""
+        return f"its {exact}test log-likelihood is in {METRICS_FILE}"
+    sample = [words for key, words in _SAMPLE_METRICS.items() if metrics.get(key) is not None]
+    if sample:
+        return f"its sample metrics ({', '.join(sample)}) are in {METRICS_FILE}"
+    if metrics.get("test_loss") is not None:
+        return f"its test reconstruction loss is in {METRICS_FILE}"
+    return f"its metrics are in {METRICS_FILE}"
+
+
+def guide_latent_sites(model: Any, x: Any) -> list[str]:
+    """Return the names of the latent (unobserved, non-auxiliary) sample sites of ``model.guide`` on ``x``."""
+    from pyro import poutine
+
+    trace = poutine.trace(model.guide).get_trace(x)
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site["infer"].get("is_auxiliary")
+    ]
+
+
+def check_diagnosable(model: Any, family: str, x: Any, run_dir: str | os.PathLike) -> None:
+    """Raise ``ValueError`` (one line) unless ``model`` has a model/guide pair with latent sites on ``x``.
+
+    The line says what diagnose needs and what the run offers instead; returns None.
+    """
+    needs = "diagnose needs a model with latent variables and a guide over them"
+    if not (callable(getattr(model, "model", None)) and callable(getattr(model, "guide", None))):
+        raise ValueError(
+            f"the {family} family has no model/guide pair: {needs} ({what_the_run_offers(run_dir)})"
+        )
+    if not guide_latent_sites(model, x[:2]):
+        raise ValueError(
+            f"the {family} family has no latent variables: {needs} ({what_the_run_offers(run_dir)})"
+        )
+
+
+def _panel_coords(idata: Any, var: str, max_panels: int = MAX_PANELS) -> dict[str, list] | None:
+    """Coordinates selecting the first data point and at most ``max_panels`` entries of ``var``."""
+    da = idata.posterior[var]
+    coords: dict[str, list] = {}
+    budget = max_panels
+    for dim in da.dims:
+        if dim in ("chain", "draw"):
+            continue
+        values = list(da.coords[dim].values) if dim in da.coords else list(range(da.sizes[dim]))
+        take = 1 if dim == "data" else max(1, budget)
+        coords[dim] = values[:take]
+        budget = max(1, budget // max(1, len(coords[dim])))
+    return coords or None
 
 
 def diagnose_run(
@@ -86,11 +163,13 @@ def diagnose_run(
     t0 = time.perf_counter()
     model, config = load_run(run_dir)
     if not (callable(getattr(model, "model", None)) and callable(getattr(model, "guide", None))):
-        raise ValueError(f"model family {config['family']!r} has no model/guide pair to diagnose")
+        check_diagnosable(model, config["family"], None, run_dir)
     data = load_run_data(config)
     x = data.test[:num_points]
     if isinstance(model, torch.nn.Module):
         model.eval()
+    pyro.set_rng_seed(seed)
+    check_diagnosable(model, config["family"], x, run_dir)  # before anything is written
     pyro.set_rng_seed(seed)
     rows: list[tuple[str, str, str]] = []
     summary: dict[str, Any] = {"run": str(run_dir), "family": config["family"], "num_points": int(x.shape[0])}
@@ -164,7 +243,7 @@ def diagnose_run(
             )
 
     latents = list(idata.posterior.data_vars)
-    coords = {"data": [0]} if "data" in idata.posterior.dims else None
+    coords = _panel_coords(idata, latents[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         diag = mcmc_diagnostics(idata, var_names=latents)
@@ -182,7 +261,9 @@ def diagnose_run(
         summary["loo"] = lo
         rows.append(("PSIS-LOO elpd", f"{lo['elpd_loo']:.2f} +- {lo['se']:.2f} nats", lo["verdict"]))
     files.append(plot_rank(idata, run_dir / "diag_rank.png", var_names=latents[:1], coords=coords).name)
-    files.append(plot_ess(idata, run_dir / "diag_ess.png", var_names=latents[:1], coords=coords).name)
+    files.append(
+        plot_ess(idata, run_dir / "diag_ess.png", var_names=latents[:1], coords=coords, min_ess=total).name
+    )
     summary["rows"] = rows
     summary["files"] = files
     summary["seconds"] = time.perf_counter() - t0
