@@ -55,6 +55,11 @@ class TrainConfig:
     warmup_steps: int = setting(0, "linear learning-rate warm-up steps")
     lr_gamma: float = setting(0.999, "decay per step of the exponential schedule")
     clip_norm: float | None = setting(None, "clip the gradient's global L2 norm to this value")
+    divergence_factor: float = setting(
+        1000.0,
+        "stop when a loss lies this many running scales from its running median "
+        "(scale: |median| + spread + 1 over the last 100 steps; 0 turns it off)",
+    )
     seed: int | None = setting(0, "seed of every random stream (data order, initialization, sampling)")
     device: str | None = setting(None, "cpu | cuda | cuda:N | auto (default: where the model is)")
     threads: int | None = setting(None, "torch threads while training (default: the family's choice)")
@@ -79,6 +84,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {v}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not (self.divergence_factor >= 0 and math.isfinite(self.divergence_factor)):
+            raise ValueError(f"divergence_factor must be >= 0 (0: off), got {self.divergence_factor}")
         if not 0.0 < self.lr_gamma <= 1.0:
             raise ValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
 
@@ -145,6 +152,7 @@ class RunConfig:
     out: str | None = setting(None, "run folder (default runs/<family>-<data>)")
     binarize: str = setting("dynamic", "image pixels", choices=("dynamic", "static", "none"))
     k: int = setting(5000, "importance samples for the test log-likelihood")
+    eval_points: int | None = setting(None, "test points in the final evaluation: the first N (default: all)")
     resume: bool = setting(False, "continue from the run folder's checkpoint")
     overwrite: bool = setting(False, "replace the run already in the folder (its files are removed first)")
 
@@ -152,6 +160,8 @@ class RunConfig:
         check_config(self)
         if self.k < 1:
             raise ValueError(f"k must be a positive integer, got {self.k}")
+        if self.eval_points is not None and self.eval_points < 1:
+            raise ValueError(f"eval_points must be a positive integer, got {self.eval_points}")
 
 
 # ----------------------------------------------------------------------------------------

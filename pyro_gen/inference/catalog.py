@@ -7,7 +7,8 @@ them without loading torch.
 BUILTIN_ESTIMATORS: dict[str, str] = {
     "reparam": "Trace_ELBO: reparameterized ELBO gradient (no host sync per step)",
     "analytic-kl": "TraceMeanField_ELBO: KL in closed form",
-    "jit": "Trace_ELBO compiled with torch.jit.trace (fastest on CPU)",
+    "auto": "the default: jit where the model compiles and checks out, else reparam (with a note)",
+    "jit": "Trace_ELBO compiled with torch.jit.trace, checked against Trace_ELBO (fastest on CPU)",
     "tracegraph": "TraceGraph_ELBO (score function with Rao-Blackwellization)",
     "enum": "TraceEnum_ELBO: discrete sites enumerated exactly",
     "score": "score function (REINFORCE) on the same guide",

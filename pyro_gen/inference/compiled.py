@@ -1,16 +1,23 @@
 """A compiled ``Trace_ELBO`` for models that are ``nn.Module`` s: the fast path of ``fit``.
 
-``make_estimator("jit")`` returns one (see :mod:`pyro_gen.inference.estimators`).
+``make_estimator("jit")`` and ``make_estimator("auto")`` (the default of ``fit``) return one
+(see :mod:`pyro_gen.inference.estimators`).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import pyro
-import pyro.infer as infer
+import pyro.poutine as poutine
 import torch
 from pyro.infer import ELBO
 
 from ..models.base import current_minibatch
+from .estimators import SyncFreeTrace_ELBO, own_stream
+
+#: calls per compiled graph checked against the uncompiled ELBO on the same noise
+VERIFY_CALLS = 2
 
 
 class _LossModule(torch.nn.Module):
@@ -22,46 +29,93 @@ class _LossModule(torch.nn.Module):
         self._elbo, self._model, self._guide = elbo, model, guide
 
     def forward(self, *args):
-        return infer.Trace_ELBO.differentiable_loss(self._elbo, self._model, self._guide, *args)
+        # Pyro's Trace_ELBO returns loss + (surrogate - surrogate.item()): traced, that item
+        # becomes a constant of the graph, which shifts the loss's rounding by when it was traced
+        return SyncFreeTrace_ELBO.differentiable_loss(self._elbo, self._model, self._guide, *args)
 
 
-class CompiledTrace_ELBO(infer.Trace_ELBO):
-    """``Trace_ELBO`` compiled once per input shape with ``torch.jit.trace``.
+class CompiledTrace_ELBO(SyncFreeTrace_ELBO):
+    """``Trace_ELBO`` compiled once per input shape with ``torch.jit.trace``, checked, with a fallback.
 
     The same estimator as ``Trace_ELBO`` (reparameterized gradients where possible). When the
     model and guide are methods of one ``nn.Module`` (as every pyro-gen model is), the whole
     ELBO (both programs, every ``log_prob``, the sampling) is traced into a TorchScript graph
     that shares the module's parameters, so each later step runs without Pyro's Python-level
-    effect handlers or param-store look-ups. Pyro's ``JitTrace_ELBO`` passes every parameter
-    through the param store on each call, which is where its remaining overhead lives; this
-    class is written here because Pyro has no module-level compiled ELBO. Models whose
-    structure depends on the data's values (Python control flow on tensors) must not use it.
-    Other model/guide pairs fall back to ``JitTrace_ELBO``.
+    effect handlers or param-store look-ups. Pyro has no module-level compiled ELBO, and its
+    ``JitTrace_ELBO.differentiable_loss`` (pyro-ppl 1.9) returns twice the gradient of
+    ``pyro.param`` sites, so neither is used here.
+
+    Tracing runs on a copy of the random state, so compiling (again, after a resume) never
+    shifts the sampling stream. The first :data:`VERIFY_CALLS` calls of each graph are also
+    evaluated by the uncompiled ``Trace_ELBO`` on the same noise (module buffers restored);
+    a graph that disagrees (the structure depends on the data's values), fails to trace, a
+    pair that is not two methods of one module, or one with ``pyro.param`` sites outside the
+    module (a trace would freeze them) falls back to the uncompiled ``Trace_ELBO`` for good,
+    and :attr:`fallback_reason` says why (``None`` while compiled).
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._compiled: dict = {}
-        self._fallback: infer.JitTrace_ELBO | None = None
+        self.fallback_reason: str | None = None
+        self._reference = SyncFreeTrace_ELBO(*args, **kwargs)
+
+    @property
+    def compiled(self) -> bool:
+        """Return whether the ELBO still runs compiled (False once it fell back)."""
+        return self.fallback_reason is None
+
+    def _fall_back(self, reason: str) -> None:
+        self.fallback_reason = reason
+        self._compiled.clear()
+
+    def _unsupported(self, model, guide, args, kwargs) -> str | None:
+        module = getattr(model, "__self__", None)
+        if kwargs:
+            return "the model takes keyword arguments"
+        if not (
+            isinstance(module, torch.nn.Module)
+            and getattr(guide, "__self__", None) is module
+            and hasattr(model, "__func__")
+        ):
+            return "the model and guide are not two methods of one nn.Module"
+        own = {id(p) for p in module.parameters()}
+        with own_stream(args), torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
+            with poutine.trace(param_only=True) as ptr:
+                SyncFreeTrace_ELBO.differentiable_loss(self, model, guide, *args)
+        foreign = [
+            name
+            for name, site in ptr.trace.nodes.items()
+            if id(site["value"].unconstrained()) not in own and site["value"].requires_grad
+        ]
+        if foreign:
+            return f"pyro.param sites outside the module ({', '.join(sorted(foreign)[:3])})"
+        return None
+
+    def _verify(self, fn, module: torch.nn.Module, model, guide, args) -> str | None:
+        buffers = {k: b.clone() for k, b in module.named_buffers()}
+        try:
+            with torch.no_grad(), pyro.validation_enabled(False):
+                with own_stream(args), torch.jit.optimized_execution(False):
+                    got = float(fn(*args))
+                with own_stream(args):
+                    want = float(SyncFreeTrace_ELBO.differentiable_loss(self, model, guide, *args))
+        finally:
+            for k, b in module.named_buffers():
+                b.copy_(buffers[k])
+        if not abs(got - want) <= 1e-4 * max(1.0, abs(want)):
+            return f"the compiled ELBO ({got:.6g}) differs from Trace_ELBO ({want:.6g}) on the same noise"
+        return None
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """Return the differentiable negative ELBO (nats, summed over the scaled data plate)."""
-        import warnings
-
-        module = getattr(model, "__self__", None)
-        if (
-            kwargs
-            or not isinstance(module, torch.nn.Module)
-            or getattr(guide, "__self__", None) is not module
-            or not hasattr(model, "__func__")
-        ):
-            if self._fallback is None:
-                self._fallback = infer.JitTrace_ELBO(
-                    num_particles=self.num_particles, vectorize_particles=self.vectorize_particles
-                )
-            if isinstance(module, torch.nn.Module):
-                pyro.module("model", module)
-            return self._fallback.differentiable_loss(model, guide, *args, **kwargs)
+        if self.fallback_reason is None and not self._compiled:
+            reason = self._unsupported(model, guide, args, kwargs)
+            if reason is not None:
+                self._fall_back(reason)
+        if self.fallback_reason is not None:
+            return self._reference.differentiable_loss(model, guide, *args, **kwargs)
+        module = model.__self__
         batch = current_minibatch()
         # bound methods are recreated on every attribute access: key on module + function
         key = (
@@ -73,14 +127,29 @@ class CompiledTrace_ELBO(infer.Trace_ELBO):
             tuple((tuple(a.shape), a.dtype) if torch.is_tensor(a) else repr(a) for a in args),
             None if batch is None else (batch[0], len(batch[1])),
         )
-        fn = self._compiled.get(key)
-        if fn is None:
+        entry = self._compiled.get(key)
+        if entry is None:
             lm = _LossModule(self, module, model, guide)
-            with warnings.catch_warnings(), pyro.validation_enabled(False):
-                warnings.simplefilter("ignore")
-                fn = torch.jit.trace(lm, tuple(args), check_trace=False)
-            self._compiled[key] = fn
-        return fn(*args)
+            try:
+                with warnings.catch_warnings(), pyro.validation_enabled(False), own_stream(args):
+                    warnings.simplefilter("ignore")
+                    fn = torch.jit.trace(lm, tuple(args), check_trace=False)
+            except Exception as e:  # noqa: BLE001  (any tracing failure means: run uncompiled)
+                self._fall_back(f"tracing failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+                return self._reference.differentiable_loss(model, guide, *args)
+            entry = self._compiled[key] = [fn, VERIFY_CALLS]
+        fn = entry[0]
+        if entry[1] > 0:
+            entry[1] -= 1
+            reason = self._verify(fn, module, model, guide, args)
+            if reason is not None:
+                self._fall_back(reason)
+                return self._reference.differentiable_loss(model, guide, *args)
+        # the profiling executor re-optimizes a graph after its first runs, which changes the
+        # rounding of the loss: a graph compiled again after a resume would then log other
+        # numbers than the uninterrupted run (and the optimized graph is no faster here)
+        with torch.jit.optimized_execution(False):
+            return fn(*args)
 
     def loss(self, model, guide, *args, **kwargs):
         """Return the negative ELBO as a float (nats)."""

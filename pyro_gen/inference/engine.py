@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,47 @@ assert set(OPTIMIZERS) == set(OPTIMIZER_NAMES)
 
 
 class TrainingDivergedError(FloatingPointError):
-    """Raised when a loss becomes NaN or infinite; the last good checkpoint is left intact."""
+    """Raised when a loss becomes NaN, infinite or runs away; the last good checkpoint is left intact."""
+
+
+class LossWatch:
+    """The runaway-loss rule: a finite loss far beyond its running scale counts as divergence.
+
+    For each named loss the last ``window`` finite values are kept. Once ``warmup`` of them
+    are in, a new value ``v`` is a runaway when ``|v - m| > factor * (|m| + s + 1)``, with
+    ``m`` the median of the window and ``s`` the median absolute deviation from it (both in
+    the loss's units, nats per data point for SVI; the ``+ 1`` keeps a loss that settles
+    near zero from being judged on its noise alone). ``factor`` 0 turns the rule off. A
+    runaway value is not added to the window.
+    """
+
+    def __init__(self, factor: float, window: int = 100, warmup: int = 1):
+        self.factor, self.window, self.warmup = float(factor), int(window), int(warmup)
+        self.values: dict[str, deque[float]] = {}
+
+    def check(self, name: str, value: float) -> str | None:
+        """Record ``value`` of the loss ``name``; return why it is a runaway, or None when it is not."""
+        vals = self.values.setdefault(name, deque(maxlen=self.window))
+        if self.factor > 0 and len(vals) >= self.warmup:
+            arr = np.fromiter(vals, dtype=np.float64)
+            m = float(np.median(arr))
+            s = float(np.median(np.abs(arr - m)))
+            limit = self.factor * (abs(m) + s + 1.0)
+            if abs(value - m) > limit:
+                return (
+                    f"{value:.4g}, more than {self.factor:g} x (|median| + spread + 1) = {limit:.3g} "
+                    f"from its running median {m:.4g} (spread {s:.3g}, last {len(vals)} steps)"
+                )
+        vals.append(float(value))
+        return None
+
+    def state_dict(self) -> dict[str, list[float]]:
+        """Return the windows by loss name (for a checkpoint)."""
+        return {k: list(v) for k, v in self.values.items()}
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None:
+        """Restore the windows saved by :meth:`state_dict`."""
+        self.values = {k: deque(v, maxlen=self.window) for k, v in state.items()}
 
 
 def total_steps_for(epochs: float | None, steps: int | None, steps_per_epoch: int) -> int:
@@ -215,6 +256,8 @@ class _Engine:
         self.clock = _Clock()
         self.eval_seconds = 0.0
         self.pending_loss: list[Any] = []  # losses not yet read back (accelerators)
+        self.pending_names: list[str] = []
+        self.watch = LossWatch(config.divergence_factor)
         self.pending_from = 0
         self.last_idx = torch.empty(0, dtype=torch.long)
 
@@ -258,13 +301,21 @@ class _Engine:
             loss = loss.detach()
         if self.sync_every == 1:
             value = float(loss)
-            if not math.isfinite(value):
-                raise self._diverged(value, self.step + 1, self.step + 1, name)
+            self._check_loss(name, value, self.step + 1, self.step + 1)
             return value
         if not self.pending_loss:
             self.pending_from = self.step + 1
         self.pending_loss.append(loss)
+        self.pending_names.append(name)
         return math.nan
+
+    def _check_loss(self, name: str, value: float, first: int, last: int) -> None:
+        """Raise :class:`TrainingDivergedError` for a non-finite or runaway loss (before it is applied)."""
+        if not math.isfinite(value):
+            raise self._diverged(value, first, last, name)
+        why = self.watch.check(name, value)
+        if why is not None:
+            raise self._diverged(value, first, last, name, runaway=why)
 
     def apply(self, name: str) -> None:
         if self.config.clip_norm is not None:
@@ -273,7 +324,13 @@ class _Engine:
         self.opts[name].zero_grad(set_to_none=True)
 
     def _diverged(
-        self, value: float, first: int, last: int, name: str = "", what: str | None = None
+        self,
+        value: float,
+        first: int,
+        last: int,
+        name: str = "",
+        what: str | None = None,
+        runaway: str | None = None,
     ) -> TrainingDivergedError:
         where = f"; the last good checkpoint is {self.last_ckpt}" if self.last_ckpt else ""
         at = f"at step {last}" if first == last else f"between steps {first} and {last}"
@@ -284,6 +341,11 @@ class _Engine:
         if what == "parameters":
             return TrainingDivergedError(f"the parameters became non-finite {at}{lr}{where}")
         what = f"{name} loss" if name and name != "main" else "loss"
+        if runaway is not None:
+            return TrainingDivergedError(
+                f"{what} ran away {at}{lr}: {runaway}{where} "
+                "(lower --lr, or tune the rule with --divergence-factor; 0 turns it off)"
+            )
         return TrainingDivergedError(f"{what} became {value} {at}{lr}{where}")
 
     def _parameters_finite(self) -> bool:
@@ -296,11 +358,11 @@ class _Engine:
     def _read_pending(self) -> None:
         if not self.pending_loss:
             return
-        total = float(torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in self.pending_loss]).sum())
-        first = self.pending_from
-        self.pending_loss = []
-        if not math.isfinite(total):
-            raise self._diverged(total, first, self.step)
+        values = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in self.pending_loss]).cpu()
+        first, names = self.pending_from, self.pending_names
+        self.pending_loss, self.pending_names = [], []
+        for name, value in zip(names, values.tolist()):
+            self._check_loss(name, value, first, self.step)
 
     # -- state ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -325,6 +387,7 @@ class _Engine:
                 "world": self.world,
                 "sums": {k: float(v) for k, v in self.sums.items()},
                 "count": self.count,
+                "loss_watch": self.watch.state_dict(),
             },
             "history": self.history,
             "seconds": self.clock.seconds,
@@ -362,6 +425,7 @@ class _Engine:
         self.step, self.batches, self.epoch = loop["step"], loop["batches"], loop["epoch"]
         self.pos = loop["global_pos"] // self.world
         self.sums, self.count = dict(loop["sums"]), loop["count"]
+        self.watch.load_state_dict(loop.get("loss_watch", {}))
         if loop.get("world", 1) != self.world or self.dist_on:
             # another world size (or several ranks sharing one saved RNG state): give each
             # rank its own stream, derived from the seed and the step
@@ -572,8 +636,9 @@ def train(
     ``checkpoint`` (a file) is written atomically every ``checkpoint_every`` steps (default:
     none between) and at the end; ``resume`` (a checkpoint file) continues a run so that it
     ends bit for bit where an uninterrupted run with the same settings ends. A NaN or
-    infinite loss raises :class:`TrainingDivergedError` naming the step (and the last good
-    checkpoint, which is left intact). ``default_steps`` is used when ``config`` gives
+    infinite loss, or a finite one far beyond its running scale (:class:`LossWatch`, tuned by
+    ``config.divergence_factor``), raises :class:`TrainingDivergedError` naming the step and
+    the last good checkpoint, which is left intact. ``default_steps`` is used when ``config`` gives
     neither epochs nor steps.
     """
     config = config if config is not None else TrainConfig()

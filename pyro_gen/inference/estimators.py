@@ -6,6 +6,7 @@ added with :func:`register_estimator`, so the CLI and ``compare`` pick them up b
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable
@@ -62,6 +63,28 @@ def make_estimator(spec: str | ELBO, num_particles: int = 1, **kwargs) -> ELBO:
             raise ValueError(f"estimator {spec!r}: the particle count after ':' must be a positive integer")
         num_particles = int(k)
     return _ESTIMATORS[name][0](num_particles=num_particles, **kwargs)
+
+
+def own_stream(args) -> contextlib.AbstractContextManager:
+    """Return a context that runs a block on a copy of the random state (CPU and the args' GPUs)."""
+    devices = sorted({a.device.index or 0 for a in args if torch.is_tensor(a) and a.device.type == "cuda"})
+    return torch.random.fork_rng(devices=devices)
+
+
+def guess_plate_nesting(elbo: ELBO, model, guide, *args) -> None:
+    """Fix ``elbo.max_plate_nesting`` by Pyro's probe, run on a copy of the random state.
+
+    Pyro's ELBOs guess the nesting on their first call by running the model and guide once,
+    which draws random numbers: a run resumed from a checkpoint would draw them at another
+    step than an uninterrupted one. Calling this before the first step keeps both streams
+    equal. Does nothing when the nesting is already known.
+    """
+    if getattr(elbo, "max_plate_nesting", 0) != float("inf"):
+        return
+    if not getattr(elbo, "vectorize_particles", False) and not isinstance(elbo, infer.TraceEnum_ELBO):
+        return
+    with own_stream(args):
+        elbo._guess_max_plate_nesting(model, guide, args, {})
 
 
 class SyncFreeTrace_ELBO(infer.Trace_ELBO):
@@ -136,6 +159,8 @@ def _compiled(num_particles: int = 1, **kw) -> ELBO:
 
 
 register_estimator("jit", _compiled)
+# the default of fit: compiled where the model's structure allows, else Trace_ELBO (with a note)
+register_estimator("auto", _compiled)
 register_estimator("tracegraph", _vectorized(infer.TraceGraph_ELBO))
 register_estimator(
     "enum", lambda num_particles=1, **kw: infer.TraceEnum_ELBO(num_particles=num_particles, **kw)
@@ -272,7 +297,7 @@ class ScoreFunctionGraph_ELBO(infer.TraceGraph_ELBO):
             def per_site(msg):
                 name = msg["name"]
                 if name not in self.baseline_nets:
-                    self.baseline_nets[name] = _BaselineNet(int(x[0].numel()), self.baseline_hidden)
+                    self.baseline_nets[name] = self._new_baseline(name, x)
                 return {
                     "nn_baseline": self.baseline_nets[name],
                     "nn_baseline_input": x,
@@ -290,6 +315,25 @@ class ScoreFunctionGraph_ELBO(infer.TraceGraph_ELBO):
                 return out
 
         return super()._get_trace(model, wrapped, args, kwargs)
+
+    def _new_baseline(self, site: str, x: torch.Tensor) -> nn.Module:
+        """Return the baseline network of ``site``: the saved weights when the param store has them.
+
+        Its initialization draws from a copy of the random state, so creating it (on the
+        first step, or again after a resume) never shifts the sampling stream; a resumed
+        run's store holds the trained weights, which become the network's own parameters.
+        """
+        with own_stream((x,)):
+            net = _BaselineNet(int(x[0].numel()), self.baseline_hidden)
+        store = pyro.get_param_store()
+        for pname, p in net.named_parameters():
+            full = f"_score_nn_baseline$$${site}.{pname}"
+            if full in store:
+                with torch.no_grad():
+                    p.copy_(store[full])
+                del store[full]
+                store[full] = p
+        return net
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """Return a scalar whose value is the negative ELBO (nats) and whose gradient is the estimator's."""
@@ -379,8 +423,11 @@ class IWAE_ELBO(infer.ELBO):
     # -------------------------------------------------------------- log weights
     def _traces(self, model, guide, args, kwargs):
         if self._nesting is None:
-            tr = poutine.trace(guide).get_trace(*args, **kwargs)
-            mtr = poutine.trace(poutine.replay(model, trace=tr)).get_trace(*args, **kwargs)
+            # a probe of the structure, on a copy of the random state: when it runs (the first
+            # step, or the first after a resume) must not shift the sampling stream
+            with own_stream(args), poutine.block():
+                tr = poutine.trace(guide).get_trace(*args, **kwargs)
+                mtr = poutine.trace(poutine.replay(model, trace=tr)).get_trace(*args, **kwargs)
             self._nesting = plate_nesting(tr, mtr)
         dim = -self._nesting - 1
         plate = pyro.plate("_iwae_particles", self.num_particles, dim=dim)

@@ -87,7 +87,8 @@ class FitResult:
     any; ``params`` holds kind-specific results (posterior draws, fitted parameters, ...).
     ``threads`` is the number of torch threads and ``device`` where training ran.
     ``step_ms`` summarises the per-step wall times in milliseconds (``median``, ``p10``,
-    ``p90``, ``n``) where the trainer measured them.
+    ``p90``, ``n``) where the trainer measured them. ``notes`` are lines a user should read
+    (e.g. a compiled estimator that ran uncompiled, and why).
     """
 
     model: Any
@@ -105,6 +106,7 @@ class FitResult:
     threads: int = 1
     device: str = "cpu"
     step_ms: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

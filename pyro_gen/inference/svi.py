@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import TrainConfig
 from ..models.base import minibatch
 from .engine import TrainingDivergedError, resolve_device, total_steps_for, train
-from .estimators import make_estimator
+from .estimators import guess_plate_nesting, make_estimator
 from .objective import OPTIMIZERS, Objective, StepContext, StepInfo
 from .result import FitResult
 
@@ -105,9 +105,11 @@ class SVIObjective(Objective):
     """Maximize an ELBO of a model/guide pair: one optimizer over every parameter the pair uses.
 
     ``estimator`` is a registered name (``reparam``, ``jit``, ``iwae:5``, ...) or any
-    ``pyro.infer.ELBO``. Losses are the negative ELBO in nats summed over the data plate,
-    which :func:`~pyro_gen.models.data_plate` scales to the whole data set, so history rows
-    report ``train_elbo`` per data point; ``test_elbo`` is the held-out ELBO per data point
+    ``pyro.infer.ELBO``. The loss each step optimizes is the negative ELBO of the whole data
+    set (the data plate of :func:`~pyro_gen.models.data_plate` scales the minibatch to it)
+    divided by the number of training rows: nats per data point, whatever the optimizer, so
+    learning rates do not depend on the data set's size (plain SGD included). History rows
+    report ``train_elbo`` in the same units; ``test_elbo`` is the held-out ELBO per data point
     with ``eval_particles`` samples. Fast path: ``differentiable_loss`` and one torch
     optimizer; ELBOs that only offer ``loss_and_grads`` (``TraceGraph_ELBO``) or compile
     with JIT see the module registered in Pyro's param store.
@@ -132,11 +134,16 @@ class SVIObjective(Objective):
         self.elbo = make_estimator(estimator, num_particles=num_particles)
         self.estimator = estimator if isinstance(estimator, str) else type(self.elbo).__name__
         self.validate = validate
+        # Pyro's JitTrace_ELBO.differentiable_loss doubles the gradient of pyro.param sites
+        # (pyro-ppl 1.9): its loss_and_grads is right
         self.use_diff = callable(getattr(self.elbo, "differentiable_loss", None)) and not isinstance(
-            self.elbo, TraceGraph_ELBO
+            self.elbo, TraceGraph_ELBO | JitTrace_ELBO
         )
+        store = pyro.get_param_store()
+        # a baseline's running state belongs to one run (a resumed run restores its own)
+        for stale in [k for k in store.keys() if k.startswith(("__baseline", "_score_nn_baseline"))]:
+            del store[stale]
         if (not self.use_diff) or isinstance(self.elbo, JitTrace_ELBO):
-            store = pyro.get_param_store()
             for stale in [k for k in store.keys() if k.startswith("model$$$")]:
                 del store[stale]
             self.model_fn = _registering(self.model_fn, self.module, "model")
@@ -148,6 +155,7 @@ class SVIObjective(Objective):
         self.ddp: DistributedDataParallel | None = None
         self._batch: torch.Tensor | None = None
         self._param_names: list[str] | None = None
+        self._params: list[torch.Tensor] = []
         self._ctx: StepContext | None = None
 
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -170,9 +178,11 @@ class SVIObjective(Objective):
 
         if isinstance(self.elbo, CompiledTrace_ELBO):
             # tracing inside DDP's forward aborts the process (seen with torch 2.13 + gloo)
-            raise ValueError(
-                "the compiled 'jit' estimator does not run under DistributedDataParallel; use 'reparam'"
-            )
+            if self.estimator != "auto":
+                raise ValueError(
+                    "the compiled 'jit' estimator does not run under DistributedDataParallel; use 'reparam'"
+                )
+            self.elbo._fall_back("DistributedDataParallel cannot run a traced graph in its forward")
         if not self.use_diff:
             raise ValueError(
                 f"distributed fit needs an estimator with differentiable_loss, not {self.estimator}"
@@ -190,12 +200,24 @@ class SVIObjective(Objective):
         with poutine.block(), pyro.validation_enabled(False), minibatch(ctx.num_data, idx):
             self.guide_fn(batch)
 
-    def _loss(self, batch: torch.Tensor) -> torch.Tensor | float:
+    def _loss(self, batch: torch.Tensor, num_data: int) -> torch.Tensor | float:
+        """Return the negative ELBO in nats per data point (gradients taken already for a float)."""
         if self.ddp is not None:
-            return self.ddp(batch)
+            return self.ddp(batch) / num_data
         if self.use_diff:
-            return self.elbo.differentiable_loss(self.model_fn, self.guide_fn, batch)
+            return self.elbo.differentiable_loss(self.model_fn, self.guide_fn, batch) / num_data
+        # ELBOs that only offer loss_and_grads leave the full-data gradients on the parameters
+        # (the module's and the param store's); they are rescaled in step()
         return self.elbo.loss_and_grads(self.model_fn, self.guide_fn, batch)
+
+    @staticmethod
+    def _per_point(loss: torch.Tensor | float, params: list[torch.Tensor], num_data: int):
+        if isinstance(loss, torch.Tensor):
+            return loss
+        for p in params:
+            if p.grad is not None:
+                p.grad.div_(num_data)
+        return loss / num_data
 
     def step(self, ctx: StepContext) -> dict[str, Any]:
         """Draw one batch and take one optimizer step on the negative ELBO."""
@@ -205,8 +227,9 @@ class SVIObjective(Objective):
             if ctx.optimizer("main") is None:
                 # First step: find every parameter the pair uses (module parameters and
                 # pyro.param sites, including lazily created ones) for one torch optimizer.
+                guess_plate_nesting(self.elbo, self.model_fn, self.guide_fn, batch)
                 with poutine.trace(param_only=True) as ptr:
-                    loss = self._loss(batch)
+                    loss = self._loss(batch, ctx.num_data)
                 named: dict[str, torch.Tensor] = {}
                 ids: set[int] = set()
                 if self.module is not None:
@@ -231,9 +254,11 @@ class SVIObjective(Objective):
                         raise ValueError(f"cannot resume: the model has no parameters {missing[:3]}")
                     named = {n: named[n] for n in self._param_names}
                 self._param_names = list(named)
-                value = ctx.update("main", loss, list(named.values()))
+                self._params = list(named.values())
+                loss = self._per_point(loss, self._params, ctx.num_data)
+                value = ctx.update("main", loss, self._params)
             else:
-                loss = self._loss(batch)
+                loss = self._per_point(self._loss(batch, ctx.num_data), self._params, ctx.num_data)
                 value = ctx.update("main", loss)
         if isinstance(loss, torch.Tensor) and value != value:  # deferred read: keep it on the device
             return {"loss": loss.detach()}
@@ -241,10 +266,11 @@ class SVIObjective(Objective):
 
     def row(self, means: dict[str, float], ctx: StepContext) -> dict[str, Any]:
         """Return ``train_elbo`` (nats per data point) and an empty ``test_elbo``."""
-        return {"train_elbo": -means.get("loss", float("nan")) / ctx.num_data, "test_elbo": None}
+        return {"train_elbo": -means.get("loss", float("nan")), "test_elbo": None}
 
     def evaluate(self, test_data: torch.Tensor, ctx: StepContext) -> dict[str, Any]:
         """Return the held-out ``test_elbo`` in nats per data point."""
+        guess_plate_nesting(self.eval_elbo, self.model_fn, self.guide_fn, test_data[:2])
         with pyro.validation_enabled(self.validate):
             return {"test_elbo": elbo_per_point(self.model_fn, self.guide_fn, test_data, elbo=self.eval_elbo)}
 
@@ -278,9 +304,16 @@ class SVIObjective(Objective):
     def info_optimizer(self) -> torch.optim.Optimizer | None:
         return self._ctx.optimizer("main") if self._ctx is not None else None
 
+    def notes(self) -> list[str]:
+        """Return what a user should know about how the estimator ran (a compiled ELBO's fallback)."""
+        reason = getattr(self.elbo, "fallback_reason", None)
+        if reason is None:
+            return []
+        return [f"estimator {self.estimator}: ran uncompiled (Trace_ELBO) because {reason}"]
+
     def result_fields(self) -> dict[str, Any]:
-        """Return the guide for the :class:`FitResult`."""
-        return {"guide": self.guide_fn}
+        """Return the guide and the notes for the :class:`FitResult`."""
+        return {"guide": self.guide_fn, "notes": self.notes()}
 
 
 def fit(
@@ -288,7 +321,7 @@ def fit(
     data: torch.Tensor,
     *,
     guide: Callable | None = None,
-    estimator: str | ELBO = "reparam",
+    estimator: str | ELBO = "auto",
     num_particles: int = 1,
     optimizer: str = "adam",
     lr: float = 1e-3,
@@ -322,7 +355,10 @@ def fit(
 
     Each step draws a minibatch of ``batch_size`` rows (shuffled per epoch, last partial
     batch dropped), applies ``transform`` (e.g. dynamic binarization), and takes one
-    optimizer step on the ELBO ``estimator`` (a registered name or any ``pyro.infer.ELBO``).
+    optimizer step on the ELBO ``estimator`` (a registered name or any ``pyro.infer.ELBO``;
+    the default ``"auto"`` compiles ``Trace_ELBO`` where the model's structure allows and
+    checks the compiled graph against it, else runs it uncompiled and says so in
+    ``FitResult.notes``). The loss is the negative ELBO in nats per data point.
     Models that use :func:`~pyro_gen.models.data_plate` see the true data-set size, so the
     loss is an unbiased estimate of the full-data negative ELBO. Train for ``epochs``
     (passes over the data) or ``steps``. Every ``log_every`` steps (default: one epoch) a
