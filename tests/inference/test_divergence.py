@@ -114,3 +114,31 @@ def test_sgd_step_is_on_the_loss_per_data_point(estimator):
     # the history reports the ELBO per data point at the starting point
     expected = float(dist.Normal(0.0, 1.0).log_prob(x).sum() / 500)
     assert res.history[-1]["train_elbo"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_thread_choice_follows_the_model_size(monkeypatch):
+    from pyro_gen.inference.engine import ONE_THREAD_WORK, choose_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    # the digits VAE (about 50k weights) and the MNIST-size VAE (about 0.7M) at batch 128: one
+    assert choose_threads(50_000, 128) == 1 and choose_threads(700_000, 128) == 1
+    assert choose_threads(int(ONE_THREAD_WORK), 2) == 2
+    assert choose_threads(int(ONE_THREAD_WORK), 100) == 4  # capped at 4
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert choose_threads(int(ONE_THREAD_WORK), 100) == 2  # never more than the CPUs
+    assert choose_threads(10, 10, torch.device("meta")) is None  # an accelerator: torch decides
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert choose_threads(10, 10) is None  # the user chose
+
+
+def test_fit_records_the_chosen_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        res = train(_Runaway(jump_at=99, value=0.0), torch.zeros(8, 1),
+                    TrainConfig(steps=2, batch_size=4, progress=False))
+        assert res.threads == 1 and torch.get_num_threads() == 2  # restored after training
+    finally:
+        torch.set_num_threads(saved)
