@@ -1,7 +1,8 @@
 """Evaluation of fitted models: ``evaluate`` (exact, importance-sampled or sample-based) and its parts.
 
 * :mod:`.dispatch`: :func:`evaluate` and its result :class:`Evaluation`;
-* :mod:`.likelihood`: importance-sampled log-likelihood and log importance weights;
+* :mod:`.likelihood`: importance-sampled log-likelihood and log importance weights, block
+  sizes fitted to the machine (:func:`choose_block_sizes`) and per-block random streams;
 * :mod:`.samples`: sample quality (mode coverage, Frechet distance, feature classifier);
 * :mod:`.probe`: linear probes of encoder features.
 
@@ -16,7 +17,11 @@ _WHERE = {
     "Evaluation": ".dispatch",
     "evaluate": ".dispatch",
     "evaluation_kind": ".dispatch",
+    "BlockSizes": ".likelihood",
+    "block_seed": ".likelihood",
+    "choose_block_sizes": ".likelihood",
     "importance_log_likelihood": ".likelihood",
+    "seeded_block": ".likelihood",
     "log_weights": ".likelihood",
     "per_point_log_prob": ".likelihood",
     "FeatureClassifier": ".samples",

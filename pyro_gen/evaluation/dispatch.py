@@ -16,13 +16,20 @@ The model decides how it can be scored, by what it offers (checked in this order
   else the Frechet distance to the data, on features of a small classifier for labelled image
   splits (with the training images' distance as the floor) and on raw coordinates otherwise.
   ``kind="samples"``.
+
+Data may be a tensor or a NumPy array, float32 or float64: it is checked and converted at the
+boundary (:func:`~pyro_gen.data.checks.as_data_tensor`) and scored in the dtype of the
+model's parameters. The per-point kinds (exact and importance) evaluate blocks of points, each
+drawing from a random stream of its own seeded from ``seed`` and its first index, so that an
+interrupted evaluation can be continued block by block (``completed``, ``on_block``) with the
+numbers an uninterrupted one gives.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.checks import as_data_tensor
+from .likelihood import BlockCallback, model_device, model_dtype, seeded_block
 
 KINDS = ("exact", "importance", "samples")
 
@@ -78,8 +86,8 @@ class Evaluation:
 def _split_data(data: Any) -> tuple[torch.Tensor, Any]:
     """Return ``(test tensor, split or None)`` for a tensor, array or :class:`DataSplit`."""
     if hasattr(data, "test") and hasattr(data, "train"):
-        return as_data_tensor(data.test, "data.test"), data
-    return as_data_tensor(data, "data"), None
+        return as_data_tensor(data.test, "data.test", dtype=None), data
+    return as_data_tensor(data, "data", dtype=None), None
 
 
 def _check_shape(model: Any, x: torch.Tensor) -> None:
@@ -106,9 +114,16 @@ def _eval_mode(model: Any) -> bool:
 
 @torch.no_grad()
 def _exact(
-    model: Any, x: torch.Tensor, batch_size: int, dequantization_samples: int | None, progress: bool
+    model: Any,
+    x: torch.Tensor,
+    batch_size: int,
+    dequantization_samples: int | None,
+    progress: bool,
+    seed: int | None = None,
+    completed: Mapping[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    on_block: BlockCallback | None = None,
 ) -> Evaluation:
-    """Exact (or dequantized) log-likelihood from the model's own density."""
+    """Exact (or dequantized) log-likelihood from the model's own density, ``batch_size`` rows a block."""
     flow_like = callable(getattr(model, "log_likelihood", None))
     discrete_levels = getattr(model, "num_levels", None) if flow_like else None
     s = 1
@@ -122,27 +137,58 @@ def _exact(
         fn = model.log_prob
     else:
         fn = model.score_samples
+    has_pair = callable(getattr(model, "model", None)) and callable(getattr(model, "guide", None))
     was = _eval_mode(model)
-    per_point = torch.empty(x.shape[0], dtype=torch.float64)
-    single = torch.empty(x.shape[0], dtype=torch.float64) if s > 1 else None
-    bar = tqdm(total=x.shape[0], disable=not progress, desc="log-likelihood", unit="pt", leave=False)
+    device = model_device(model if isinstance(model, torch.nn.Module) else None, x)
+    n = x.shape[0]
+    per_point = torch.empty(n, dtype=torch.float64)
+    single = torch.empty(n, dtype=torch.float64)
+    reuse = {
+        start: old
+        for start, old in (completed or {}).items()
+        if start % batch_size == 0
+        and 0 <= start < n
+        and all(torch.as_tensor(v).shape == (min(n, start + batch_size) - start,) for v in old)
+    }
+    bar = tqdm(
+        total=n,
+        initial=sum(min(n, st + batch_size) - st for st in reuse),
+        disable=not progress,
+        desc="log-likelihood",
+        unit="pt",
+        leave=False,
+    )
     try:
-        for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size]
-            per_point[start : start + xb.shape[0]] = torch.as_tensor(fn(xb)).detach().double().cpu()
-            if single is not None:
-                single[start : start + xb.shape[0]] = model.log_likelihood(xb, 1).double().cpu()
-            bar.update(xb.shape[0])
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            if start in reuse:
+                per_point[start:stop] = torch.as_tensor(reuse[start][0], dtype=torch.float64)
+                single[start:stop] = torch.as_tensor(reuse[start][1], dtype=torch.float64)
+                continue
+            t0 = time.perf_counter()
+            xb = x[start:stop]
+            with seeded_block(seed, start, device):
+                per_point[start:stop] = torch.as_tensor(fn(xb)).detach().double().cpu()
+                if s > 1:
+                    single[start:stop] = model.log_likelihood(xb, 1).double().cpu()
+                else:
+                    single[start:stop] = per_point[start:stop]
+            if on_block is not None:
+                on_block(
+                    start, per_point[start:stop].clone(), single[start:stop].clone(), time.perf_counter() - t0
+                )
+            bar.update(stop - start)
     finally:
         bar.close()
         if was:
             model.train()
     ll = float(per_point.mean())
-    has_pair = callable(getattr(model, "model", None)) and callable(getattr(model, "guide", None))
     # no latent variables: the model's ELBO is its log-likelihood (one dequantization for image flows)
-    elbo = float(single.mean()) if single is not None else (ll if has_pair else None)
-    metrics = {"dequantization_samples": s} if discrete_levels else {}
-    return Evaluation("exact", ll, _bits_per_dim(ll, x), elbo, None, x.shape[0], 0.0, metrics, per_point)
+    elbo = float(single.mean()) if s > 1 else (ll if has_pair else None)
+    metrics: dict[str, Any] = {"block_points": batch_size}
+    if discrete_levels:
+        metrics["dequantization_samples"] = s
+    return Evaluation("exact", ll, _bits_per_dim(ll, x), elbo, None, n, 0.0, metrics, per_point)
 
 
 def _importance(
@@ -159,20 +205,20 @@ def _importance(
         k,
         out["num_points"],
         0.0,
-        {},
+        dict(out["blocks"]),
         out["per_point"],
     )
 
 
 def _samples(
-    model: Any, x: torch.Tensor, split: Any, num_samples: int, seed: int, progress: bool
+    model: Any, x: torch.Tensor, split: Any, num_samples: int, seed: int | None, progress: bool
 ) -> Evaluation:
     from .samples import feature_classifier_for, frechet_distance, mode_metrics
 
     if not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(f"num_samples must be an integer >= 2 for sample metrics, got {num_samples!r}")
     with torch.random.fork_rng():
-        torch.manual_seed(seed)
+        torch.manual_seed(0 if seed is None else seed)
         samples = model.sample(num_samples)
     samples = torch.as_tensor(samples).detach().reshape(num_samples, -1).float().cpu()
     reference = x.reshape(x.shape[0], -1).float()
@@ -181,7 +227,7 @@ def _samples(
     if "means" in info and "std" in info:
         metrics.update(mode_metrics(samples, torch.tensor(info["means"]), float(info["std"])))
     elif split is not None and getattr(split, "is_image", False) and split.train_labels is not None:
-        clf = feature_classifier_for(split, seed=seed, progress=progress)
+        clf = feature_classifier_for(split, seed=0 if seed is None else seed, progress=progress)
         metrics["frechet_distance"] = frechet_distance(samples, reference, clf.features)
         # the floor: as many training images against the same reference
         floor = split.train[: min(num_samples, split.train.shape[0])].reshape(-1, reference.shape[1]).float()
@@ -225,30 +271,48 @@ def evaluate(
     memory_budget: int | None = None,
     dequantization_samples: int | None = None,
     num_samples: int = 2500,
-    seed: int = 0,
+    seed: int | None = 0,
+    completed: Mapping[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    on_block: BlockCallback | None = None,
 ) -> Evaluation:
     """Score ``model`` on ``data``; return an :class:`Evaluation` (see the module docstring for the dispatch).
 
-    ``data`` is a tensor ``(N, D)`` (or ``(N, C, H, W)``) or a :class:`~pyro_gen.data.DataSplit`,
-    whose test split is evaluated (its ``info`` and labels feed the sample metrics). ``k`` is
-    the number of importance samples per point (``batch_size``, ``chunk_size`` and
-    ``memory_budget`` tune the blocks, see
-    :func:`~pyro_gen.evaluation.likelihood.importance_log_likelihood`); ``batch_size`` is also
-    the row block of exact densities (default 1024). ``dequantization_samples`` (image flows,
-    default 16) averages that many dequantizations per point. ``num_samples`` model samples
-    are drawn for sample metrics, with ``seed``. ``progress`` shows a tqdm bar.
+    ``data`` is a tensor or NumPy array ``(N, D)`` (or ``(N, C, H, W)``), float32 or float64,
+    or a :class:`~pyro_gen.data.DataSplit`, whose test split is evaluated (its ``info`` and
+    labels feed the sample metrics). ``k`` is the number of importance samples per point
+    (``batch_size``, ``chunk_size`` and ``memory_budget`` fix the blocks, chosen for the
+    machine otherwise: see :func:`~pyro_gen.evaluation.likelihood.choose_block_sizes`; the
+    sizes used are in ``metrics``: ``block_points``, ``block_samples``, ``block_bytes``,
+    ``block_choice``); ``batch_size`` is also the row block of exact densities (default
+    1024). ``dequantization_samples`` (image flows, default 16) averages that many
+    dequantizations per point. ``num_samples`` model samples are drawn for sample metrics.
+
+    ``seed`` seeds the evaluation: every block of points of the exact and importance kinds
+    draws from its own stream (from ``seed`` and the block's first index; ``None``: the global
+    stream, as it is), the sample metrics draw from ``seed`` (``None``: 0); the global streams
+    are left as they were. ``completed`` maps a block's first index to the ``(log_likelihood,
+    elbo)`` per-point values an earlier, interrupted evaluation with the same seed, ``k`` and
+    blocks computed (they are reused, not recomputed); ``on_block(start, log_likelihood,
+    elbo, seconds)`` is called after every computed block. ``progress`` shows a tqdm bar.
 
     Raises ``ValueError`` naming the problem for empty data, NaN or infinite values, a shape
-    the model does not take, ``k < 1``, or a model that offers no way to be scored.
+    the model does not take, ``k < 1``, a negative seed, or a model that offers no way to be
+    scored.
     """
     t0 = time.perf_counter()
     x, split = _split_data(data)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
     kind = evaluation_kind(model, guide)
+    x = x.to(model_dtype(model, x))  # float64 data scored by a float32 model, and back
     if kind == "exact":
         _check_shape(model, x)
-        ev = _exact(model, x, batch_size or 1024, dequantization_samples, progress)
+        block = batch_size or 1024
+        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {block!r}")
+        ev = _exact(model, x, block, dequantization_samples, progress, seed, completed, on_block)
     elif kind == "importance":
         ev = _importance(
             model,
@@ -259,6 +323,9 @@ def evaluate(
             batch_size=batch_size,
             chunk_size=chunk_size,
             memory_budget=memory_budget,
+            seed=seed,
+            completed=completed,
+            on_block=on_block,
         )
     else:
         ev = _samples(model, x, split, num_samples, seed, progress)

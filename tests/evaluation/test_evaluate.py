@@ -137,3 +137,35 @@ def test_bad_arguments():
         evaluate(vae, torch.randn(3, 4), k=0)
     with pytest.raises(ValueError, match="cannot evaluate"):
         evaluate(object(), torch.randn(3, 4))
+
+
+def test_float64_numpy_and_tensors_are_scored_like_float32():
+    vae, *_ = linear_gaussian_vae()
+    x = torch.randn(30, 4)
+    base = evaluate(vae, x, k=20)
+    for data in (x.double(), x.double().numpy(), x.numpy()):
+        ev = evaluate(vae, data, k=20)
+        assert ev.log_likelihood == base.log_likelihood and ev.elbo == base.elbo
+    flow = _tiny_flow()
+    assert evaluate(flow, x[:, :2].double().numpy()).log_likelihood == pytest.approx(
+        evaluate(flow, x[:, :2]).log_likelihood, rel=1e-6
+    )
+
+
+def test_seeded_blocks_are_reproducible_and_leave_the_global_stream_alone():
+    vae, *_ = linear_gaussian_vae()
+    x = torch.randn(30, 4)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    a = evaluate(vae, x, k=20, seed=3, batch_size=7, chunk_size=5)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = evaluate(vae, x, k=20, seed=3, batch_size=7, chunk_size=5)
+    c = evaluate(vae, x, k=20, seed=4, batch_size=7, chunk_size=5)
+    assert a.log_likelihood == b.log_likelihood != c.log_likelihood
+    assert (a.metrics["block_points"], a.metrics["block_samples"], a.metrics["block_choice"]) == (
+        7,
+        5,
+        "given",
+    )
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        evaluate(vae, x, k=2, seed=-1)
