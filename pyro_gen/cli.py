@@ -1,4 +1,4 @@
-"""The ``pyro-gen`` command: list, fit, sample, compare, diagnose.
+"""The ``pyro-gen`` command: list, fit, evaluate, sample, compare, diagnose.
 
 Argument parsing only: the flags of ``fit FAMILY`` are generated from the settings
 dataclasses (:mod:`pyro_gen.config`: run, training, the family's trainer) and the family's
@@ -83,6 +83,29 @@ def build_parser() -> argparse.ArgumentParser:
     comp_sub = cp.add_subparsers(dest="target", required=True)
     for name, comp in comparisons().items():
         comp.add_arguments(comp_sub.add_parser(name, help=comp.summary))
+    ep = sub.add_parser(
+        "evaluate",
+        help="evaluate a run folder's model on its test set (resumable)",
+        description="Evaluate a run folder's trained model on the first N test points with k importance "
+        "samples (or its exact likelihood, or sample metrics) and write the numbers into its metrics.json. "
+        "Progress is saved after every block of points: run the same command again to continue an "
+        "interrupted evaluation.",
+    )
+    ep.add_argument("run_dir", help="a run folder written by `pyro-gen fit`")
+    ep.add_argument("--k", type=int, default=None, help="importance samples per point (default: the run's k)")
+    ep.add_argument(
+        "--points",
+        type=int,
+        default=None,
+        help="evaluate the first N test points (default: all, or the run's)",
+    )
+    ep.add_argument(
+        "--device",
+        default=None,
+        help="cpu | cuda | cuda:N | auto (default: that of an unfinished evaluation, else cpu)",
+    )
+    ep.add_argument("--seed", type=int, default=None, help="seed of the evaluation (default: the run's seed)")
+    ep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp = sub.add_parser("sample", help="draw samples from a run folder's model")
     sp.add_argument("run_dir")
     sp.add_argument("--num", type=int, default=64)
@@ -157,12 +180,36 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if metrics is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
     out = out or f"runs/{plan.family.name}-{plan.run.data.split(':')[0]}"
-    skip = {"steps", "seed", "epochs", "k", "eval_seconds", "threads", "train_eval_seconds"}
+    skip = {"steps", "seed", "epochs", "k", "eval_seconds", "threads", "train_eval_seconds", "eval_seed"}
+    skip |= {"eval_points", "block_points", "block_samples", "block_bytes"}
     print(f"{plan.family.name} on {plan.run.data}: {metrics['steps']} steps")
     for key, value in metrics.items():  # every numeric metric the family reported
         if key not in skip and isinstance(value, int | float) and not isinstance(value, bool):
             print(f"  {key:<24} {value:.4f}")
     print(f"report: {out}/metrics.json, figures: {', '.join(metrics['figures'])}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .runs import evaluate_run
+
+    metrics = evaluate_run(
+        args.run_dir,
+        k=args.k,
+        points=args.points,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    at = f" at k={metrics['k']}" if metrics.get("likelihood_kind") == "importance" else ""
+    print(
+        f"{metrics.get('model', 'run')} in {args.run_dir}: {metrics['eval_points']} test points{at}, "
+        f"{metrics['eval_seconds']:.1f} s"
+    )
+    for key in ("test_log_likelihood", "test_bits_per_dim", "test_elbo", "train_elbo"):
+        if isinstance(metrics.get(key), int | float):
+            print(f"  {key:<24} {metrics[key]:.4f}")
+    print(f"report: {args.run_dir}/metrics.json")
     return 0
 
 
@@ -200,6 +247,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "fit": _cmd_fit,
+    "evaluate": _cmd_evaluate,
     "list": _cmd_list,
     "sample": _cmd_sample,
     "compare": _cmd_compare,

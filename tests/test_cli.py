@@ -113,3 +113,18 @@ def test_registry_has_vae_from_entry_point_and_accepts_plugins():
         register(ModelFamily(name="toy-test", summary="other", build=lambda d, o: None))
     with pytest.raises(ValueError, match="unknown model family"):
         get_family("nonexistent")
+
+
+def test_fit_says_what_the_evaluation_costs_and_eval_points_limits_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["fit", "vae", "--hidden", "8", "--steps", "3", "--k", "4", "--out", str(out), "--no-progress"]
+    assert main([*args, "--eval-points", "40"]) == 0
+    err = capsys.readouterr().err
+    line = next(s for s in err.splitlines() if s.startswith("evaluating"))
+    assert line.startswith("evaluating 40 test points at k=4: about ") and "--eval-points" in line
+    assert f"pyro-gen evaluate {out}" in line
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval_points"] == 40 and metrics["k"] == 4 and metrics["eval_seconds"] > 0
+    assert json.loads((out / "config.json").read_text())["run"]["eval_points"] == 40
+    assert main([*args, "--eval-points", "0", "--out", str(tmp_path / "r2")]) == 2
+    assert "eval_points must be a positive integer, got 0" in capsys.readouterr().err
