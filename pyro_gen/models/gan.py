@@ -140,7 +140,9 @@ class GAN(nn.Module):
 
     ``generator`` maps ``(.., latent_dim)`` noise to flattened data ``(.., data_dim)``;
     ``discriminator`` maps ``(B, pack * data_dim)`` packed inputs to ``(B, 1)`` logits. Build
-    the usual configurations with :meth:`for_data`. ``shape`` is one data point's shape as a
+    the usual configurations with :meth:`for_data`. ``critic_gain`` multiplies the critic's
+    (standardized) inputs: a gain g lets a critic of the same weights resolve structure g
+    times finer, e.g. the std-0.01 modes of a ring of radius 1. ``shape`` is one data point's shape as a
     person looks at it (``(2,)``, ``(8, 8)``, ``(28, 28)``).
     """
 
@@ -152,8 +154,12 @@ class GAN(nn.Module):
         discriminator: nn.Module,
         pack: int = 1,
         shape: Sequence[int] | None = None,
+        critic_gain: float = 1.0,
     ):
         super().__init__()
+        if not (isinstance(critic_gain, int | float) and critic_gain > 0 and critic_gain < float("inf")):
+            raise ValueError(f"critic_gain must be a positive number, got {critic_gain!r}")
+        self.critic_gain = float(critic_gain)
         self.latent_dim = _check_positive(latent_dim, "latent_dim")
         self.data_dim = _check_positive(data_dim, "data_dim")
         self.pack = _check_positive(pack, "pack")
@@ -191,13 +197,14 @@ class GAN(nn.Module):
         width: int = 32,
         pack: int = 1,
         output: str | None = None,
+        critic_gain: float = 1.0,
     ) -> GAN:
         """Return a GAN for flattened data of ``data_dim`` dimensions.
 
         ``arch``: ``"mlp"``, ``"conv"`` (square 8x8 or 28x28 images only) or ``"auto"`` (conv for
         those images, MLP otherwise). ``latent_dim`` defaults to 2 for data of at most 2
         dimensions and 32 otherwise. ``output`` defaults to ``"sigmoid"`` for images and
-        ``"identity"`` otherwise.
+        ``"identity"`` otherwise. ``critic_gain`` scales the critic's standardized inputs.
         """
         _check_positive(data_dim, "data_dim")
         shape = tuple(shape) if shape is not None else (data_dim,)
@@ -216,7 +223,7 @@ class GAN(nn.Module):
         else:
             gen = mlp_generator(latent_dim, data_dim, hidden, output)
             disc = mlp_discriminator(data_dim, disc_hidden if disc_hidden is not None else hidden, pack)
-        return cls(latent_dim, data_dim, gen, disc, pack=pack, shape=shape)
+        return cls(latent_dim, data_dim, gen, disc, pack=pack, shape=shape, critic_gain=critic_gain)
 
     def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
         """The generator as a Pyro program; returns the generated points ``(N, data_dim)``.
@@ -245,9 +252,13 @@ class GAN(nn.Module):
         return self.data_loc + self.data_scale * self.generator(z)
 
     def critic(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the discriminator's logits ``(B, 1)`` for already packed inputs ``(B, pack * data_dim)``."""
+        """Return the discriminator's logits ``(B, 1)`` for already packed inputs ``(B, pack * data_dim)``.
+
+        The critic sees ``critic_gain * (x - loc) / scale`` (standardized, then scaled).
+        """
         loc, scale = self.data_loc.repeat(self.pack), self.data_scale.repeat(self.pack)
-        return self.discriminator((x - loc) / scale)
+        z = (x - loc) / scale
+        return self.discriminator(z if self.critic_gain == 1.0 else self.critic_gain * z)
 
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
         """Return the critic's logits ``(N / pack,)`` for flattened data ``(N, data_dim)``.

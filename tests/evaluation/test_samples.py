@@ -143,3 +143,86 @@ def test_frechet_distance_rejects_bad_input(digits_and_classifier):
         clf.features(torch.zeros(5, 784))
     with pytest.raises(ValueError, match="NaN"):
         frechet_distance(torch.full((5, 64), float("nan")), torch.zeros(5, 64))
+
+
+# ------------------------------------------------------------------ within-mode spread and MMD
+@pytest.mark.parametrize(("means", "std"), [(ring_means(8), 0.01), (grid_means(5, 2.0), 0.05)])
+def test_spread_is_one_for_data_and_half_for_half_the_std(means, std):
+    from pyro_gen.evaluation.samples import truncated_spread, within_mode_spread
+
+    data, _ = sample_gaussian_mixture(2500, means, std, seed=11)
+    half, _ = sample_gaussian_mixture(2500, means, 0.5 * std, seed=12)
+    m_data, m_half = mode_metrics(data, means, std), mode_metrics(half, means, std)
+    # draws from the data: the 3-sigma cut trims the tails, so the expected ratio is 0.974 in 2-D
+    assert m_data["within_mode_spread_data"] == pytest.approx(truncated_spread(2), abs=1e-12)
+    assert m_data["within_mode_spread"] == pytest.approx(truncated_spread(2), abs=0.04)
+    assert 0.8 < m_data["within_mode_spread_min"] <= m_data["within_mode_spread_max"] < 1.2
+    assert m_data["within_mode_spread_modes"] == len(means)
+    # half the std: half as wide (the cut at 3 data sigmas keeps all of it)
+    assert m_half["within_mode_spread"] == pytest.approx(0.5, abs=0.03)
+    assert m_half["within_mode_spread_max"] < 0.6
+    assert within_mode_spread(half, means, std)["within_mode_spread"] == m_half["within_mode_spread"]
+
+
+def test_truncated_spread_closed_form():
+    from pyro_gen.evaluation.samples import truncated_spread
+
+    # D=2: r^2 ~ Exp(mean 2); E[r^2 | r^2 <= 9] = 2 - 9 e^-4.5 / (1 - e^-4.5), per coordinate / 2
+    e = math.exp(-4.5)
+    assert truncated_spread(2, 3.0) == pytest.approx(math.sqrt((2 - 9 * e / (1 - e)) / 2), rel=1e-12)
+    assert truncated_spread(2, 50.0) == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ValueError, match="0"):
+        truncated_spread(0)
+
+
+def test_spread_ignores_modes_with_fewer_than_two_samples():
+    from pyro_gen.evaluation.samples import within_mode_spread
+
+    means = ring_means(8)
+    x = torch.cat([means[0] + 0.01 * torch.randn(200, 2, generator=torch.Generator().manual_seed(0)),
+                   means[1:2]])  # fmt: skip
+    m = within_mode_spread(x, means, 0.01)
+    assert m["within_mode_spread_modes"] == 1
+    assert m["within_mode_spread_per_mode"][1] is None and m["within_mode_spread_per_mode"][0] is not None
+    assert math.isnan(within_mode_spread(torch.zeros(10, 2), means, 0.01)["within_mode_spread"])
+
+
+def _mixture_split(means, std):
+    train, _ = sample_gaussian_mixture(5000, means, std, seed=21)
+    test, _ = sample_gaussian_mixture(2500, means, std, seed=22)
+    return SimpleNamespace(name="mix", train=train, test=test, info={"means": means.tolist(), "std": std})
+
+
+@pytest.mark.parametrize(("means", "std"), [(ring_means(8), 0.01), (grid_means(5, 2.0), 0.05)])
+def test_mmd_near_floor_for_data_and_far_above_for_collapsed_samplers(means, std):
+    from pyro_gen.evaluation.samples import mixture_sample_metrics, mmd_squared
+
+    data = _mixture_split(means, std)
+    fresh, _ = sample_gaussian_mixture(2500, means, std, seed=23)
+    half, _ = sample_gaussian_mixture(2500, means, 0.5 * std, seed=24)
+    dot = means.repeat(100, 1)  # every mode's samples in one point at its centre
+    m = mixture_sample_metrics(data, fresh)
+    assert m["mmd_bandwidth"] == std and m["mmd2_reference_rows"] == 2500
+    # unbiased: data against data is 0 up to noise of a few 1e-4 at these sizes
+    assert abs(m["mmd2_floor"]) < 1e-3 and abs(m["mmd2"]) < 1e-3
+    scale = 1.0 / len(means)  # within-mode kernel mass scales with 1/K
+    assert mixture_sample_metrics(data, half)["mmd2"] > 10 * scale * 1e-3 + abs(m["mmd2_floor"])
+    assert mmd_squared(dot, data.test, std) > 0.1 * scale
+    # the mode metrics alone cannot tell the half-width sampler from the data
+    assert mixture_sample_metrics(data, half)["modes_captured"] == len(means)
+
+
+def test_mmd_closed_form_and_bad_input():
+    from pyro_gen.evaluation.samples import mmd_squared
+
+    x = torch.tensor([[0.0], [0.0]])
+    y = torch.tensor([[1.0], [1.0]])
+    # k(x, x') = k(y, y') = 1, k(x, y) = exp(-1/2): MMD^2 = 2 - 2 exp(-1/2)
+    assert mmd_squared(x, y, 1.0) == pytest.approx(2 - 2 * math.exp(-0.5), rel=1e-12)
+    assert mmd_squared(x, x, 1.0) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="bandwidth.*-1"):
+        mmd_squared(x, y, -1.0)
+    with pytest.raises(ValueError, match="at least 2 rows.*1"):
+        mmd_squared(x[:1], y, 1.0)
+    with pytest.raises(ValueError, match="dimensions"):
+        mmd_squared(x, torch.zeros(3, 2), 1.0)

@@ -151,6 +151,12 @@ def test_family_fit_writes_run_folder_and_sample_round_trips(tmp_path):
     )
     for key in ("modes_captured", "high_quality_share", "kl_to_uniform", "mode_counts"):
         assert key in metrics
+    # the within-mode spread and the MMD^2 against the test split, with its data-vs-data floor
+    for key in ("within_mode_spread", "within_mode_spread_min", "within_mode_spread_max", "mmd2"):
+        assert key in metrics
+    assert metrics["mmd_bandwidth"] == 0.01 and abs(metrics["mmd2_floor"]) < 1e-3
+    assert metrics["mmd2"] > metrics["mmd2_floor"]  # 20 steps: far from the data
+    assert "within_mode_spread" in (out / "history.csv").read_text().splitlines()[0]
     assert metrics["num_modes"] == 8 and metrics["num_samples"] == 2500
     assert metrics["estimator"] == "adversarial:hinge:pack2" and metrics["steps"] == 20
     for name in ("samples.png", "gan_losses.png", "modes.png", "history.csv", "checkpoint.pt"):
@@ -228,3 +234,28 @@ def test_family_resume_continues_from_the_run_checkpoint(tmp_path):
     assert [r.split(",")[:5] for r in history[:5]] == [r.split(",")[:5] for r in first[:5]]
     with pytest.raises(ValueError, match="does not exist"):
         run_fit("gan", "ring", out=tmp_path / "empty", options=opts, steps=6, progress=False, resume=True)
+
+
+def test_gan_losses_figure_shows_the_within_mode_spread(tmp_path, monkeypatch):
+    """With the spread in the history, gan_losses.png gets a third panel: spread per generator step."""
+    import pyro_gen.report.gan as gan_report
+
+    figures = []
+    monkeypatch.setattr(gan_report, "save_figure", lambda fig, path, **kw: figures.append(fig) or path)
+    rows = [
+        {"step": s, "d_loss": 0.2, "g_loss": 0.3, "modes_captured": 8, "high_quality_share": 0.9,
+         "within_mode_spread": 0.5 + 0.01 * s}
+        for s in range(1, 6)
+    ]  # fmt: skip
+    rows.append({"step": 6, "d_loss": 0.2, "g_loss": 0.3, "within_mode_spread": ""})  # not logged here
+    gan_report.plot_gan_losses(rows, tmp_path / "g.png")
+    losses, modes, spread = [ax for ax in figures[0].axes if ax.get_xlabel()]
+    assert spread.get_xlabel() == "generator step"
+    assert spread.get_ylabel() == "within-mode spread (x data std, median over modes)"
+    (line,) = [ln for ln in spread.get_lines() if ln.get_label() == "samples / data"]
+    assert list(line.get_ydata()) == pytest.approx([0.51, 0.52, 0.53, 0.54, 0.55])
+    figures.clear()
+    gan_report.plot_gan_losses(
+        [{k: r[k] for k in ("step", "d_loss", "g_loss")} for r in rows], tmp_path / "h.png"
+    )
+    assert len(figures[0].axes) == 1  # no mode metrics logged: the losses only
