@@ -47,6 +47,14 @@ class TrainingDivergedError(FloatingPointError):
     """Raised when a loss becomes NaN, infinite or runs away; the last good checkpoint is left intact."""
 
 
+def _median(values: Iterable[float]) -> float:
+    """Return the median of a few floats (plain Python: faster than NumPy below a few hundred)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+
 class LossWatch:
     """The runaway-loss rule: a finite loss far beyond its running scale counts as divergence.
 
@@ -55,20 +63,31 @@ class LossWatch:
     ``m`` the median of the window and ``s`` the median absolute deviation from it (both in
     the loss's units, nats per data point for SVI; the ``+ 1`` keeps a loss that settles
     near zero from being judged on its noise alone). ``factor`` 0 turns the rule off. A
-    runaway value is not added to the window.
+    runaway value is not added to the window. Once a window is full its median and spread
+    are refreshed every :attr:`REFRESH` values (the rule costs microseconds a step).
     """
+
+    #: once a window is full, its median and spread are recomputed every this many values
+    REFRESH = 10
 
     def __init__(self, factor: float, window: int = 100, warmup: int = 1):
         self.factor, self.window, self.warmup = float(factor), int(window), int(warmup)
         self.values: dict[str, deque[float]] = {}
+        self._stats: dict[str, tuple[float, float, int]] = {}  # median, spread, values seen since
+
+    def _median_spread(self, name: str, vals: deque[float]) -> tuple[float, float]:
+        cached = self._stats.get(name)
+        if cached is None or len(vals) < self.window or cached[2] >= self.REFRESH:
+            m = _median(vals)
+            cached = (m, _median([abs(v - m) for v in vals]), 0)
+        self._stats[name] = (cached[0], cached[1], cached[2] + 1)
+        return cached[0], cached[1]
 
     def check(self, name: str, value: float) -> str | None:
         """Record ``value`` of the loss ``name``; return why it is a runaway, or None when it is not."""
         vals = self.values.setdefault(name, deque(maxlen=self.window))
         if self.factor > 0 and len(vals) >= self.warmup:
-            arr = np.fromiter(vals, dtype=np.float64)
-            m = float(np.median(arr))
-            s = float(np.median(np.abs(arr - m)))
+            m, s = self._median_spread(name, vals)
             limit = self.factor * (abs(m) + s + 1.0)
             if abs(value - m) > limit:
                 return (
@@ -78,13 +97,17 @@ class LossWatch:
         vals.append(float(value))
         return None
 
-    def state_dict(self) -> dict[str, list[float]]:
-        """Return the windows by loss name (for a checkpoint)."""
-        return {k: list(v) for k, v in self.values.items()}
+    def state_dict(self) -> dict[str, Any]:
+        """Return the windows and their current medians and spreads by loss name (for a checkpoint)."""
+        return {
+            "values": {k: list(v) for k, v in self.values.items()},
+            "stats": {k: list(v) for k, v in self._stats.items()},
+        }
 
-    def load_state_dict(self, state: dict[str, list[float]]) -> None:
-        """Restore the windows saved by :meth:`state_dict`."""
-        self.values = {k: deque(v, maxlen=self.window) for k, v in state.items()}
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict`."""
+        self.values = {k: deque(v, maxlen=self.window) for k, v in state.get("values", {}).items()}
+        self._stats = {k: (float(v[0]), float(v[1]), int(v[2])) for k, v in state.get("stats", {}).items()}
 
 
 def total_steps_for(epochs: float | None, steps: int | None, steps_per_epoch: int) -> int:
