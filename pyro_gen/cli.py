@@ -20,9 +20,7 @@ from .registry import families, get_family
 
 USER_ERRORS = (
     ValueError,
-    FileNotFoundError,
-    NotADirectoryError,
-    PermissionError,
+    OSError,  # a missing, unreadable or unwritable file (disk full included)
     KeyError,
     FloatingPointError,
 )
