@@ -11,7 +11,8 @@ accelerator the budget is :data:`ACCELERATOR_BUDGET` (large blocks keep it busy)
 the best budget depends on the machine (caches, and the allocator: blocks above a few MiB
 are returned to the operating system after each call and page-faulted back in on the next),
 so :func:`choose_block_sizes` times each of :data:`CPU_BUDGETS` on a small probe of the
-actual model once per process (per data dimension and thread count) and keeps the fastest.
+actual model once per process (per data dimension and thread count) and keeps the fastest
+(the 4 MiB default unless another is clearly faster: timing noise must not move it).
 
 Random streams: with ``seed`` given, each block of points draws from a stream of its own,
 seeded from ``seed`` and the block's first index (:func:`block_seed`), and the global stream
@@ -43,13 +44,14 @@ from ..models.base import DATA_PLATE
 
 
 def site_log_prob(fn: Any, value: torch.Tensor) -> torch.Tensor:
-    """Return ``fn.log_prob(value)`` in nats, the same numbers with one pass less for Bernoulli pixels.
+    """Return ``fn.log_prob(value)`` in nats; for Bernoulli pixels the same density in fewer passes.
 
-    For ``Independent(Bernoulli)`` (the usual image likelihood) torch negates the per-pixel
-    cross-entropy and then sums it over the event; here the sum comes first and the
-    negation is applied to the sums (exact in floating point: negation commutes with
-    rounding), which saves a full pass over ``(samples, points, pixels)`` and its memory.
-    Any other distribution is scored by its own ``log_prob``.
+    For ``Independent(Bernoulli(logits))`` (the usual image likelihood) torch computes the
+    per-pixel cross-entropy ``(1 - x) l - log sigmoid(l)`` in four passes over
+    ``(samples, points, pixels)``, negates it and sums it over the event. Here the event sums
+    are taken of ``x l`` and of ``softplus(l)`` directly, ``log p = sum(x l) - sum(softplus(l))``:
+    the same function (also for grey levels scored as soft labels), equal to torch's up to
+    float32 rounding, in two passes. Any other distribution is scored by its own ``log_prob``.
     """
     base, event_dims = fn, 0
     while isinstance(base, torch.distributions.Independent):
@@ -60,8 +62,9 @@ def site_log_prob(fn: Any, value: torch.Tensor) -> torch.Tensor:
     if base._validate_args:
         base._validate_sample(value)
     logits, value = broadcast_all(base.logits, value)
-    nll = torch.nn.functional.binary_cross_entropy_with_logits(logits, value, reduction="none")
-    return -nll.reshape(nll.shape[: nll.dim() - event_dims] + (-1,)).sum(-1)
+    events = logits.shape[: logits.dim() - event_dims] + (-1,)
+    dot = (logits * value).reshape(events).sum(-1)
+    return dot - torch.nn.functional.softplus(logits).reshape(events).sum(-1)
 
 
 def per_point_log_prob(trace, batch_size: int, particle_dim: int) -> torch.Tensor:
@@ -105,10 +108,16 @@ def log_weights(
 CPU_BUDGETS = (2**20, 2**21, 2**22, 2**23, 2**24)
 """Candidate bytes of decoder output per call on the CPU, timed by :func:`choose_block_sizes`."""
 
+CPU_DEFAULT_BUDGET = 2**22
+"""The CPU budget kept unless another candidate is at least :data:`PROBE_MARGIN` faster (4 MiB)."""
+
+PROBE_MARGIN = 0.1
+"""How much faster per point-sample (a fraction) a candidate must be to replace the default."""
+
 ACCELERATOR_BUDGET = 2**28
 """Bytes of decoder output per call on an accelerator (256 MiB)."""
 
-PROBE_REPEATS = 2
+PROBE_REPEATS = 1
 _PROBED: dict[tuple, int] = {}  # (threads, dim, min(k, 64)) -> the fastest CPU budget
 
 
@@ -220,18 +229,29 @@ def _probe_budget(
     if key in _PROBED and _PROBED[key] in CPU_BUDGETS:
         return _PROBED[key], "probe"
     cost = dict.fromkeys(shapes.values(), math.inf)
+    works = sorted(batch * chunk for batch, chunk in shapes)
+    work = works[len(works) // 2]  # point-samples of one timed sample: the middle candidate's call
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        blocks = [(data[:batch].to(dtype=dtype), chunk, budget) for (batch, chunk), budget in shapes.items()]
-        # each candidate in its steady state (the allocator settles on one block shape), in
-        # two sweeps, up and down, so that a change of the machine's load falls on all
-        for xb, chunk, budget in blocks + blocks[::-1]:
+        blocks = [
+            (data[:batch].to(dtype=dtype), chunk, budget, max(1, round(work / (batch * chunk))))
+            for (batch, chunk), budget in shapes.items()
+        ]
+        # each candidate in its steady state (the allocator settles on one block shape), each
+        # timed sample about the same work (so a busy machine's preemptions fall alike on
+        # all), in two sweeps, up and down, so that a change of the machine's load falls on all
+        for xb, chunk, budget, calls in blocks + blocks[::-1]:
             log_weights(model_fn, guide_fn, xb, chunk, nesting)  # warm-up: first-touch allocations
             for _ in range(PROBE_REPEATS):
                 t0 = time.perf_counter()
-                log_weights(model_fn, guide_fn, xb, chunk, nesting)
-                cost[budget] = min(cost[budget], (time.perf_counter() - t0) / (xb.shape[0] * chunk))
+                for _ in range(calls):
+                    log_weights(model_fn, guide_fn, xb, chunk, nesting)
+                per_sample = (time.perf_counter() - t0) / (calls * xb.shape[0] * chunk)
+                cost[budget] = min(cost[budget], per_sample)
     best = min(cost, key=cost.__getitem__)
+    default = CPU_DEFAULT_BUDGET if CPU_DEFAULT_BUDGET in cost else best
+    if cost[best] > cost[default] * (1 - PROBE_MARGIN):
+        best = default  # not clearly faster: timing noise on a busy machine must not move it
     _PROBED[key] = best
     return best, "probe"
 
@@ -252,10 +272,11 @@ def choose_block_sizes(
     Given sizes are kept. Otherwise the memory budget is ``memory_budget`` when given,
     :data:`ACCELERATOR_BUDGET` when the model lives on an accelerator, and on the CPU the
     fastest of :data:`CPU_BUDGETS` per point-sample, timed on a probe of the model (for each
-    distinct block shape, a warm-up call then :data:`PROBE_REPEATS` timed calls, in two
-    sweeps, up and down the candidates; on the first points of ``data``, with a fixed seed
-    and the global random streams restored) once per process for each data dimension and
-    thread count.
+    distinct block shape, a warm-up call then :data:`PROBE_REPEATS` timed samples of as many
+    calls as make the middle candidate's work, in two sweeps, up and down the candidates; on the
+    first points of ``data``, with a fixed seed and the global random streams restored) once
+    per process for each data dimension and thread count; the fastest replaces
+    :data:`CPU_DEFAULT_BUDGET` only when it is at least :data:`PROBE_MARGIN` faster.
     """
     data, model_fn, guide_fn, module = _resolve(model, data, guide)
     _check_k(k)

@@ -42,3 +42,23 @@ def test_log_weights_shape_and_bad_input():
         importance_log_likelihood(vae, torch.randn(3, 4), k=0)
     with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
         importance_log_likelihood(vae, torch.randn(3, 5), k=2)
+
+
+def test_bernoulli_pixels_are_scored_like_torch_and_other_sites_by_their_own_log_prob():
+    import pyro.distributions as dist
+
+    from pyro_gen.evaluation.likelihood import site_log_prob
+
+    torch.manual_seed(0)
+    logits = torch.randn(7, 5, 30) * 4
+    for value in (torch.bernoulli(torch.full((5, 30), 0.3)), torch.rand(5, 30)):  # 0/1 pixels, grey levels
+        for fn in (
+            dist.Bernoulli(logits=logits, validate_args=False).to_event(1),
+            dist.Bernoulli(probs=torch.sigmoid(logits), validate_args=False).to_event(2),
+        ):
+            ours, theirs = site_log_prob(fn, value), fn.log_prob(value)
+            assert ours.shape == theirs.shape
+            assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-4)
+    normal = dist.Normal(torch.zeros(3, 4), 1.0).to_event(1)
+    z = torch.randn(3, 4)
+    assert torch.equal(site_log_prob(normal, z), normal.log_prob(z))
