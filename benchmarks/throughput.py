@@ -2,10 +2,15 @@
 and importance-sampled evaluation. Data points per second, measured in one run.
 
     .venv/bin/python benchmarks/throughput.py --out benchmarks/results/throughput.json
+    .venv/bin/python benchmarks/throughput.py --only eval --threads 1 --repeat 2   # the IS rows only
 
 Uses real MNIST from --mnist when the folder exists, otherwise random binary 784-d data
 (speed does not depend on the pixel values). Every row uses the reparameterized Trace_ELBO,
-because the compiled 'jit' ELBO does not run under DistributedDataParallel.
+because the compiled 'jit' ELBO does not run under DistributedDataParallel. The IS rows time
+``evaluate`` (its blocks sized by its probe, which is timed too) against a hand-written torch
+loop on the same points, alternating on every 100 points, ``--repeat`` times, after a short
+warm-up of both;
+the ratio is ours / theirs (the first run of ours includes its block-size probe).
 """
 
 from __future__ import annotations
@@ -98,19 +103,9 @@ def _worker(rank, world, store, mnist, steps, batch, threads, out):
         dist.destroy_process_group()
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mnist", default="../shared/data/mnist")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=100, help="per process")
-    p.add_argument("--k", type=int, default=5000)
-    p.add_argument("--eval-points", type=int, default=200)
-    p.add_argument("--out", default="benchmarks/results/throughput.json")
-    args = p.parse_args()
-    cores = os.cpu_count() or 1
+def _train_rows(x: torch.Tensor, args: argparse.Namespace, cores: int) -> list[dict]:
+    """Training throughput: one process, compiled ELBO, two DDP processes, GPU if present."""
     rows = []
-    x = _data(args.mnist)
-    torch.set_num_threads(cores)
     sec = _train(x, args.steps, args.batch_size)
     rows.append({"setting": f"1 process, {cores} threads, CPU", "points_per_second": args.batch_size / sec})
     sec = _train(x, args.steps, args.batch_size, estimator="jit")
@@ -153,29 +148,71 @@ def main() -> None:
                 "points_per_second": args.batch_size / sec,
             }
         )
+    return rows
+
+
+def _is_rows(x: torch.Tensor, k: int, points: int, repeat: int) -> list[dict]:
+    """IS evaluation against the hand-written loop on each device, ``repeat`` interleaved runs each."""
     from pyro_gen.evaluation import evaluate
     from pyro_gen.models import VAE
 
+    torch.manual_seed(0)
     vae = VAE(784, **ARCH)
+    rows = []
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         vae.to(device)
-        xe = x[: args.eval_points]
-        t0 = time.perf_counter()
-        evaluate(vae, xe, k=args.k)
-        ours = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for start in range(0, xe.shape[0], 100):
-            _hand_written_is(vae, xe[start : start + 100].to(device), args.k)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        ref = time.perf_counter() - t0
-        rows.append(
-            {
-                "setting": f"IS evaluation k={args.k}, {device}",
-                "points_per_second": args.eval_points / ours,
-                "vs_hand_written_torch": ours / ref,
-            }
-        )
+        xe = x[:points]
+        # warm both up (first-touch allocations, lazy initialization); at k=32, so that the
+        # first timed run of ours still pays for its block-size probe
+        evaluate(vae, xe[:20], k=32)
+        _hand_written_is(vae, xe[:20].to(device), 32)
+        for rep in range(repeat):
+            # alternate the two on each slice of 100 points, so that a change in the machine's
+            # load falls on both
+            ours = ref = 0.0
+            for start in range(0, xe.shape[0], 100):
+                t0 = time.perf_counter()
+                ev = evaluate(vae, xe[start : start + 100], k=k)
+                ours += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                _hand_written_is(vae, xe[start : start + 100].to(device), k)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                ref += time.perf_counter() - t0
+            threads = torch.get_num_threads()
+            rows.append(
+                {
+                    "setting": f"IS evaluation k={k}, {device}, {threads} thread(s), run {rep + 1}",
+                    "points_per_second": points / ours,
+                    "hand_written_points_per_second": points / ref,
+                    "vs_hand_written_torch": ours / ref,
+                    "blocks": {key: ev.metrics[key] for key in ev.metrics if key.startswith("block_")},
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mnist", default="../shared/data/mnist")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=100, help="per process")
+    p.add_argument("--k", type=int, default=5000)
+    p.add_argument("--eval-points", type=int, default=200)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: one per core)")
+    p.add_argument("--repeat", type=int, default=1, help="interleaved runs of each IS row")
+    p.add_argument("--only", choices=("all", "train", "eval"), default="all", help="which rows to measure")
+    p.add_argument("--out", default="benchmarks/results/throughput.json")
+    args = p.parse_args()
+    cores = os.cpu_count() or 1
+    threads = args.threads or cores
+    rows = []
+    x = _data(args.mnist)
+    torch.set_num_threads(threads)
+    if args.only in ("all", "train"):
+        rows += _train_rows(x, args, threads)
+    if args.only in ("all", "eval"):
+        rows += _is_rows(x, args.k, args.eval_points, args.repeat)
     print("| setting | data points / s | time vs hand-written torch |\n|---|---|---|")
     for r in rows:
         ratio = f"{r['vs_hand_written_torch']:.2f}x" if "vs_hand_written_torch" in r else ""
@@ -183,6 +220,8 @@ def main() -> None:
     meta = {
         "machine": platform.machine(),
         "cpu_count": cores,
+        "threads": threads,
+        "load_average": os.getloadavg(),
         "torch": torch.__version__,
         "batch_per_process": args.batch_size,
     }
