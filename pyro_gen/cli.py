@@ -184,6 +184,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     for key, value in metrics.items():  # every numeric metric the family reported
         if key not in skip and isinstance(value, int | float) and not isinstance(value, bool):
             print(f"  {key:<24} {value:.4f}")
+    for note in metrics.get("notes", []):
+        print(f"note: {note}")
     print(f"report: {out}/metrics.json, figures: {', '.join(metrics['figures'])}")
     return 0
 

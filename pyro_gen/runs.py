@@ -150,6 +150,14 @@ def _build_plan(family_name: str, sections: dict[str, Any], given: set[str] | No
             flags = ", ".join("--" + r.replace("_", "-") for r in refused)
             raise ValueError(f"{flags}: not used by {why} (only gradient training takes them)")
     chosen = set(user["train"]) if given is None else set(given)
+    estimator = getattr(objs["trainer"], "estimator", None)
+    if estimator:
+        from .inference.estimators import make_estimator
+
+        try:
+            make_estimator(estimator)  # a name and particle count it knows, before anything is written
+        except ValueError as e:
+            raise ValueError(f"--estimator: {e}") from None
     return RunPlan(family, objs["run"], objs["train"], objs["trainer"], objs["model"], chosen)
 
 
@@ -728,6 +736,7 @@ def _training_metrics(plan: RunPlan, result) -> dict[str, Any]:
         "train_eval_seconds": result.eval_seconds,
         "threads": result.threads,
         "device": result.device,
+        "notes": list(getattr(result, "notes", []) or []),
     }
 
 
@@ -869,6 +878,10 @@ def _check_out(out: Path, run: RunConfig) -> None:
     if run.resume or not out.is_dir():
         return
     old = [name for name in RUN_FILES if (out / name).exists()]
+    if old == [CONFIG]:
+        # a run that stopped before it saved anything (e.g. refused on its first step): its
+        # config.json is written anew, nothing else is there to lose
+        return
     if not old:
         return
     if not run.overwrite:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 
 import pytest
@@ -310,6 +311,25 @@ def test_a_run_folder_is_never_overwritten_by_accident(tmp_path):
     a_file.write_text("x")
     assert main(["fit", "vae", "--out", str(a_file), "--steps", "1"]) == 2
     assert a_file.read_text() == "x"
+
+
+def test_a_refused_start_leaves_nothing_that_blocks_the_corrected_command(tmp_path, capsys):
+    from pyro_gen.cli import main
+
+    out = tmp_path / "run"
+    base = ["fit", "vae", "--out", str(out), "--no-progress", "--k", "5", "--hidden", "8", "--steps", "3"]
+    # a bad estimator is refused when the run is planned: no folder at all
+    assert main([*base, "--estimator", "iwae:x"]) == 2
+    assert "--estimator: estimator 'iwae:x'" in capsys.readouterr().err and not out.exists()
+    # a run stopped on its second step saved nothing but config.json: the corrected
+    # command starts afresh without --overwrite
+    assert main([*base, "--lr", "1e6"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pyro-gen: error: loss ran away at step 2") and "\n" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    assert main(base) == 0
+    assert load_checkpoint(out / "checkpoint.pt")["loop"]["step"] == 3
+    assert json.loads((out / "config.json").read_text())["train"]["lr"] == 1e-3
 
 
 def test_sample_never_writes_over_the_runs_figures_and_shows_data_beside_samples(tmp_path):

@@ -168,7 +168,7 @@ class GaussianMixtureEM:
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {self.dtype}")
 
     def _as_input(self, x: Any, name: str = "X") -> torch.Tensor:
-        x = as_data_tensor(x, name, min_rank=2, max_rank=2).to(self.dtype)
+        x = as_data_tensor(x, name, min_rank=2, max_rank=2, dtype=None).to(self.dtype)
         if hasattr(self, "means_") and x.shape[1] != self.means_.shape[1]:
             raise ValueError(
                 f"{name} has {x.shape[1]} features but the mixture was fitted on {self.means_.shape[1]}"
@@ -350,7 +350,7 @@ class GaussianMixtureEM:
         Raises ``ValueError`` for NaN/inf rows, ``n_components`` larger than N, bad
         parameters, and covariances that become singular (with ``reg_covar=0``).
         """
-        x = as_data_tensor(X, "X", min_rank=2, max_rank=2).to(self.dtype)
+        x = as_data_tensor(X, "X", min_rank=2, max_rank=2, dtype=None).to(self.dtype)
         n, d = x.shape
         self._check_params(n, d)
         for attr in ("means_",):
@@ -553,7 +553,7 @@ def initial_parameters(
     em = GaussianMixtureEM(
         n_components, covariance_type=covariance_type, init=init, reg_covar=reg_covar, seed=seed
     )
-    x = as_data_tensor(X, "X", min_rank=2, max_rank=2).to(torch.float64)
+    x = as_data_tensor(X, "X", min_rank=2, max_rank=2, dtype=torch.float64)
     em._check_params(x.shape[0], x.shape[1])
     resp = em._initial_resp(
         x, n_components, np.random.default_rng(seed), kmeans_state=np.random.RandomState(seed)
