@@ -17,6 +17,8 @@ from ..config import parse_widths, require_positive, setting
 from ..registry import ModelFamily
 
 GMM_REFERENCE_COMPONENTS = 50
+BN_STATS = ("full", "running")
+BN_STATS_BATCH = 1024
 DEFAULT_EPOCHS = {"vectors": 80.0, "images": 30.0}
 
 
@@ -43,6 +45,12 @@ class FlowConfig:
         "auto", "permutation between blocks", choices=("auto", "reverse", "random", "none")
     )
     batch_norm: bool = setting(False, "Pyro BatchNorm between blocks")
+    bn_stats: str = setting(
+        "full",
+        "with --batch-norm, the statistics eval mode uses: full (mean/variance of each layer's input "
+        "over the whole training set, set after training, as MAF does) or running (Pyro's moving averages)",
+        choices=BN_STATS,
+    )
     backend: str = setting("pyro", "transform library", choices=("pyro", "zuko"))
     zuko_flow: str = setting(
         "nsf", "flow when --backend zuko", choices=("nsf", "maf", "naf", "realnvp", "nice", "ncsf", "sospf")
@@ -131,28 +139,77 @@ def reference_log_likelihoods(train, test, seed: int = 0) -> dict:
     return out
 
 
-def evaluate_flow(model, data, cfg: FlowConfig, seed: int = 0) -> dict:
-    """Return exact train/test log-likelihoods (nats per point; images: dequantized, importance-sampled)."""
+def _held_out(model, data, s: int, seed: int) -> tuple[float, float, float]:
+    """Return (train ELBO, test log-likelihood over ``s`` dequantizations, test ELBO), nats per point."""
     import torch
 
-    s = cfg.dequant_samples if model.num_levels else 1
     model.eval()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         train_ll = float(model.log_likelihood(data.train, 1).mean())
         test_ll = float(model.log_likelihood(data.test, s).mean())
         test_elbo = float(model.log_likelihood(data.test, 1).mean())
-    metrics = {
-        "train_elbo": train_ll,
-        "test_elbo": test_elbo,
-        "test_log_likelihood": test_ll,
-        "test_bits_per_dim": -test_ll / (data.dim * math.log(2)),
-        "likelihood_kind": "exact",
-        "dequantization_samples": s if model.num_levels else None,
-        "num_levels": model.num_levels,
-        "num_parameters": model.num_parameters(),
-        "transform": model.transform_name,
-    }
+    return train_ll, test_ll, test_elbo
+
+
+def finish_batch_norm(model, data, cfg: FlowConfig, seed: int = 0) -> dict:
+    """Set a batch-norm flow's statistics as ``--bn-stats`` says; return what to record in the metrics.
+
+    With ``full`` (the default) every batch-norm layer gets the mean and variance of its input
+    over the whole training split (:func:`~pyro_gen.models.flows.set_batch_norm_statistics`,
+    dequantization noise from ``seed``), unless they were set since the flow last trained.
+    Returns ``bn_stats`` (``"full"``, ``"running"``, or None without batch norm),
+    ``bn_stats_seconds`` (wall seconds of the pass) and the pass's summary
+    (``bn_layers``, ``bn_points``, ``bn_min_variance``, ``bn_max_log_variance_ratio``).
+    """
+    import time
+
+    from ..models.flows import batch_norm_layers, set_batch_norm_statistics
+
+    if not hasattr(model, "bn_stats") or not batch_norm_layers(model):
+        return {"bn_stats": None}
+    if cfg.bn_stats == "running" or model.bn_stats == "full":
+        return {"bn_stats": model.bn_stats}
+    started = time.perf_counter()
+    summary = set_batch_norm_statistics(model, data.train, batch_size=BN_STATS_BATCH, seed=seed)
+    return {"bn_stats": "full", "bn_stats_seconds": time.perf_counter() - started, **summary}
+
+
+def evaluate_flow(model, data, cfg: FlowConfig, seed: int = 0) -> dict:
+    """Return exact train/test log-likelihoods (nats per point; images: dequantized, importance-sampled).
+
+    A batch-norm flow is first given its evaluation statistics (:func:`finish_batch_norm`);
+    with ``--bn-stats full`` the metrics also hold the same held-out numbers under the
+    running averages training left (``test_log_likelihood_running_stats``,
+    ``test_bits_per_dim_running_stats``, ``train_elbo_running_stats``), when the flow still
+    has them.
+    """
+    s = cfg.dequant_samples if model.num_levels else 1
+    running = {}
+    bn = hasattr(model, "bn_stats") and cfg.batch_norm and cfg.bn_stats == "full"
+    if bn and model.bn_stats == "running":
+        train_r, test_r, _ = _held_out(model, data, s, seed)
+        running = {
+            "train_elbo_running_stats": train_r,
+            "test_log_likelihood_running_stats": test_r,
+            "test_bits_per_dim_running_stats": -test_r / (data.dim * math.log(2)),
+        }
+    metrics = finish_batch_norm(model, data, cfg, seed)
+    train_ll, test_ll, test_elbo = _held_out(model, data, s, seed)
+    metrics.update(
+        {
+            "train_elbo": train_ll,
+            "test_elbo": test_elbo,
+            "test_log_likelihood": test_ll,
+            "test_bits_per_dim": -test_ll / (data.dim * math.log(2)),
+            "likelihood_kind": "exact",
+            "dequantization_samples": s if model.num_levels else None,
+            "num_levels": model.num_levels,
+            "num_parameters": model.num_parameters(),
+            "transform": model.transform_name,
+            **running,
+        }
+    )
     if data.dim == 2:
         metrics.update(reference_log_likelihoods(data.train, data.test, seed))
     return metrics

@@ -389,6 +389,7 @@ class FlowDensity(nn.Module):
         self.register_buffer("base_loc", torch.zeros(dim))
         self.register_buffer("base_scale", torch.ones(dim))
         self.zuko_flow = zuko_flow
+        self.bn_stats = "running"  # "full" once set_batch_norm_statistics ran; training resets it
         self.layers = nn.ModuleList()
         self._generative: list[Transform] = []
         if zuko_flow is not None:
@@ -498,7 +499,13 @@ class FlowDensity(nn.Module):
             check_unit_interval(x, name)
 
     def model(self, x: torch.Tensor) -> None:
-        """Observe the batch ``x`` under the flow; the ELBO of this model is log p(x) (nats)."""
+        """Observe the batch ``x`` under the flow; the ELBO of this model is log p(x) (nats).
+
+        In train mode batch norm uses the batch's statistics (and updates its running ones), so
+        full-data statistics set by :func:`set_batch_norm_statistics` no longer hold.
+        """
+        if self.training:
+            self.bn_stats = "running"
         self.clear_cache()
         with data_plate(x):
             pyro.sample("x", self.distribution(), obs=x)
@@ -615,3 +622,94 @@ def make_zuko_flow(
         "sospf": zuko.flows.SOSPF,
     }
     return cls[key](**kw)
+
+
+# --------------------------------------------------------------------------- batch norm
+BN_STATS = ("full", "running")
+
+
+def batch_norm_layers(flow: FlowDensity) -> list[T.BatchNorm]:
+    """Return the flow's ``BatchNorm`` transforms in the order data meet them on the way to the base
+    (data side first); an empty list for a flow without batch norm or with the zuko backend."""
+    return [t for t in reversed(flow._generative) if isinstance(t, T.BatchNorm)]
+
+
+def _to_flow_input(flow: FlowDensity, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Map data rows ``x`` to the space the flow's transforms start from (data side): dequantized
+    with noise from ``generator`` for image flows, then the post transforms inverted."""
+    if flow.num_levels is not None:
+        k = torch.round(x * (flow.num_levels - 1))
+        u = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        x = (k + u) / flow.num_levels
+    for t in reversed(flow.post_transforms()):
+        x = t.inv(x)
+    return x
+
+
+@torch.no_grad()
+def set_batch_norm_statistics(
+    flow: FlowDensity, data: torch.Tensor, batch_size: int = 1024, seed: int = 0
+) -> dict[str, float | int]:
+    """Set every batch-norm layer's statistics to the mean and variance of its input over ``data``.
+
+    This is how MAF (Papamakarios et al. 2017) evaluates batch norm: after training, each
+    layer's ``moving_mean`` / ``moving_variance`` (what Pyro's ``BatchNorm`` uses in eval
+    mode) become the mean and the unbiased variance (as train mode computes them) of the
+    values reaching the layer from the data side over the whole training set. One pass in
+    order through the stack: the data (dequantized once, with noise from ``seed``, for image
+    flows; in the flow's standardized space) are carried through the transforms in eval mode,
+    ``batch_size`` rows at a time into one ``(N, dim)`` buffer, and each layer's statistics
+    are set from the buffer (accumulated in float64) before the buffer goes through it, so
+    the layers below a layer already use full statistics. The flow is left in eval mode.
+
+    Returns ``{"bn_layers": count, "bn_points": N, "bn_min_variance": smallest variance set,
+    "bn_max_log_variance_ratio": largest |ln(full / running variance)| over coordinates and
+    layers}`` (the last two in the flow's standardized units; empty-layer flows return
+    ``{"bn_layers": 0}`` and change nothing). Afterwards :attr:`FlowDensity.bn_stats` is
+    ``"full"`` until the flow is trained again.
+    """
+    layers = batch_norm_layers(flow)
+    if not layers:
+        return {"bn_layers": 0}
+    if data.dim() != 2 or data.shape[-1] != flow.dim or data.shape[0] < 2:
+        raise ValueError(f"data must have shape (N >= 2, {flow.dim}), got {tuple(data.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    flow.eval()
+    flow.clear_cache()
+    device = flow.loc.device
+    n = int(data.shape[0])
+    g = torch.Generator().manual_seed(seed)
+    buf = torch.empty(n, flow.dim, dtype=flow.loc.dtype, device=device)
+    for start in range(0, n, batch_size):
+        xb = data[start : start + batch_size].to(device=device, dtype=flow.loc.dtype)
+        buf[start : start + xb.shape[0]] = _to_flow_input(flow, xb, g)
+    remaining = len(layers)
+    min_var, max_ratio = math.inf, 0.0
+    for t in reversed(flow._generative):
+        if isinstance(t, T.BatchNorm):
+            total = buf.sum(0, dtype=torch.float64)
+            mean = total / n
+            m2 = torch.zeros(flow.dim, dtype=torch.float64, device=device)
+            for start in range(0, n, batch_size):
+                m2 += ((buf[start : start + batch_size].double() - mean) ** 2).sum(0)
+            var = m2 / (n - 1)
+            ratio = (var.clamp_min(1e-300) / t.moving_variance.double().clamp_min(1e-300)).log().abs()
+            max_ratio = max(max_ratio, float(ratio.max()))
+            min_var = min(min_var, float(var.min()))
+            t.moving_mean.copy_(mean.to(t.moving_mean.dtype))
+            t.moving_variance.copy_(var.to(t.moving_variance.dtype))
+            remaining -= 1
+            if remaining == 0:
+                break
+        for start in range(0, n, batch_size):
+            buf[start : start + batch_size] = t.inv(buf[start : start + batch_size])
+            t.clear_cache()
+    flow.clear_cache()
+    flow.bn_stats = "full"
+    return {
+        "bn_layers": len(layers),
+        "bn_points": n,
+        "bn_min_variance": min_var,
+        "bn_max_log_variance_ratio": max_ratio,
+    }
