@@ -21,7 +21,34 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
-SCHEDULES = ("constant", "cosine", "exponential", "linear")
+SCHEDULES = ("constant", "cosine", "exponential", "linear", "stages")
+
+
+def parse_stages(spec: str) -> list[tuple[float, float]]:
+    """Return the stages of ``"EPOCHS:FACTOR,..."`` as ``[(epochs, factor), ...]``.
+
+    Each stage lasts ``EPOCHS`` passes over the training data (a positive number) at the
+    learning rate ``lr * FACTOR`` (a positive number); ``ValueError`` naming the bad entry.
+    """
+    stages = []
+    for part in (p.strip() for p in str(spec).split(",")):
+        epochs, sep, factor = part.partition(":")
+        try:
+            stage = (float(epochs), float(factor))
+        except ValueError:
+            stage = None
+        if not sep or stage is None or not all(v > 0 and math.isfinite(v) for v in stage):
+            raise ValueError(
+                f"--lr-stages must be EPOCHS:FACTOR pairs of positive numbers, comma-separated; got {part!r}"
+            )
+        stages.append(stage)
+    return stages
+
+
+def iwae_stages(num_stages: int = 8) -> str:
+    """Return the ``lr_stages`` of Burda et al. (2016): stage i runs 3^(i-1) epochs at
+    ``lr * 10^(-(i-1)/7)`` (factors to four significant digits), as an ``"EPOCHS:FACTOR,..."`` string."""
+    return ",".join(f"{3**i}:{10 ** (-i / 7):.4g}" for i in range(num_stages))
 
 
 def setting(default: Any, help: str, *, choices: tuple | list | None = None, flag: str | None = None) -> Any:
@@ -54,6 +81,13 @@ class TrainConfig:
     lr_schedule: str = setting("constant", "learning-rate schedule after warm-up", choices=SCHEDULES)
     warmup_steps: int = setting(0, "linear learning-rate warm-up steps")
     lr_gamma: float = setting(0.999, "decay per step of the exponential schedule")
+    lr_stages: str | None = setting(
+        None,
+        "stages of the 'stages' schedule: EPOCHS:FACTOR,... (each stage runs EPOCHS passes at "
+        "lr*FACTOR; the last factor holds after the last stage)",
+    )
+    adam_betas: str | None = setting(None, "Adam/AdamW betas as B1,B2 (default: the optimizer's, 0.9,0.999)")
+    adam_eps: float | None = setting(None, "Adam/AdamW epsilon (default: the optimizer's, 1e-8)")
     clip_norm: float | None = setting(None, "clip the gradient's global L2 norm to this value")
     divergence_factor: float = setting(
         1000.0,
@@ -90,6 +124,30 @@ class TrainConfig:
             raise ValueError(f"divergence_factor must be >= 0 (0: off), got {self.divergence_factor}")
         if not 0.0 < self.lr_gamma <= 1.0:
             raise ValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        if (self.lr_schedule == "stages") != (self.lr_stages is not None):
+            raise ValueError(
+                f"--lr-stages goes with --lr-schedule stages (got lr_schedule {self.lr_schedule!r}, "
+                f"lr_stages {self.lr_stages!r})"
+            )
+        if self.lr_stages is not None:
+            parse_stages(self.lr_stages)
+        if self.adam_betas is not None:
+            self.betas()
+        if self.adam_eps is not None and not (self.adam_eps > 0 and math.isfinite(self.adam_eps)):
+            raise ValueError(f"adam_eps must be positive, got {self.adam_eps}")
+
+    def betas(self) -> tuple[float, float] | None:
+        """Return ``adam_betas`` as two floats in [0, 1) (None when unset); ``ValueError`` when malformed."""
+        if self.adam_betas is None:
+            return None
+        parts = [p.strip() for p in str(self.adam_betas).split(",")]
+        try:
+            betas = tuple(float(p) for p in parts)
+        except ValueError:
+            betas = ()
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"--adam-betas must be two numbers in [0, 1) as B1,B2, got {self.adam_betas!r}")
+        return betas  # type: ignore[return-value]
 
 
 @dataclass

@@ -31,7 +31,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from ..config import OPTIMIZERS as OPTIMIZER_NAMES
-from ..config import SCHEDULES, TrainConfig
+from ..config import SCHEDULES, TrainConfig, parse_stages
 from ..data.checks import as_data_tensor
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .objective import OPTIMIZERS, Objective, StepContext, StepInfo
@@ -145,19 +145,57 @@ def resolve_device(device: str | torch.device | None) -> torch.device | None:
     return dev
 
 
+class StageFactor:
+    """The learning-rate factor of a stage schedule at a step: piecewise constant, stage by stage.
+
+    ``stages`` are ``(epochs, factor)`` pairs (:func:`pyro_gen.config.parse_stages`); a stage
+    of ``epochs`` passes lasts ``round(epochs * steps_per_epoch)`` steps (at least one). Calling
+    it with a step number (counted from 0 after warm-up) returns the factor of that step's
+    stage, the last stage's after the last one.
+    """
+
+    def __init__(self, stages: Sequence[tuple[float, float]], steps_per_epoch: int):
+        self.ends: list[int] = []
+        self.factors = [float(f) for _, f in stages]
+        end = 0
+        for epochs, _ in stages:
+            end += max(1, int(round(epochs * steps_per_epoch)))
+            self.ends.append(end)
+
+    def __call__(self, step: int) -> float:
+        for end, factor in zip(self.ends, self.factors, strict=True):
+            if step < end:
+                return factor
+        return self.factors[-1]
+
+
 def make_scheduler(
-    opt: torch.optim.Optimizer, schedule: str, total_steps: int, warmup_steps: int = 0, gamma: float = 0.999
+    opt: torch.optim.Optimizer,
+    schedule: str,
+    total_steps: int,
+    warmup_steps: int = 0,
+    gamma: float = 0.999,
+    *,
+    stages: str | None = None,
+    steps_per_epoch: int = 1,
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Return torch's scheduler for ``schedule`` (constant, cosine, exponential, linear) after warm-up.
+    """Return torch's scheduler for ``schedule`` (constant, cosine, exponential, linear, stages).
 
     ``cosine`` anneals to 0 at ``total_steps``; ``linear`` decays linearly to 0 at
-    ``total_steps``; ``exponential`` multiplies the rate by ``gamma`` every step.
+    ``total_steps``; ``exponential`` multiplies the rate by ``gamma`` every step; ``stages``
+    holds ``lr * FACTOR`` for each stage of ``stages`` (``"EPOCHS:FACTOR,..."``, epochs
+    counted with ``steps_per_epoch`` optimizer steps each; :class:`StageFactor`). Each follows
+    the linear warm-up of ``warmup_steps`` when there is one.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {schedule!r}")
     sched = torch.optim.lr_scheduler
     span = max(1, total_steps - warmup_steps)
-    if schedule == "cosine":
+    if schedule == "stages":
+        if stages is None:
+            raise ValueError("lr_schedule 'stages' needs its stages (--lr-stages EPOCHS:FACTOR,...)")
+        main = sched.LambdaLR(opt, StageFactor(parse_stages(stages), steps_per_epoch))
+    elif schedule == "cosine":
         main = sched.CosineAnnealingLR(opt, T_max=span, eta_min=0.0)
     elif schedule == "exponential":
         main = sched.ExponentialLR(opt, gamma=gamma)
@@ -169,6 +207,20 @@ def make_scheduler(
         return main
     warm = sched.LinearLR(opt, start_factor=1.0 / warmup_steps, end_factor=1.0, total_iters=warmup_steps)
     return sched.SequentialLR(opt, [warm, main], milestones=[warmup_steps])
+
+
+def set_adam_settings(opt: torch.optim.Optimizer, config: TrainConfig) -> None:
+    """Write ``config.adam_betas`` and ``config.adam_eps`` (where set) into every parameter group
+    of an Adam or AdamW optimizer, whichever objective built it; returns None. Other optimizers
+    are left as they are."""
+    if not isinstance(opt, torch.optim.Adam | torch.optim.AdamW):
+        return
+    betas = config.betas()
+    for group in opt.param_groups:
+        if betas is not None:
+            group["betas"] = betas
+        if config.adam_eps is not None:
+            group["eps"] = config.adam_eps
 
 
 #: multiply-adds per step (parameters x batch rows) below which one torch thread is fastest
@@ -336,7 +388,16 @@ class _Engine:
                 raise ValueError("the model has no trainable parameters")
             opt = self.objective.make_optimizer(name, plist, self.config)
             c = self.config
-            sched = make_scheduler(opt, c.lr_schedule, self.total_steps, c.warmup_steps, c.lr_gamma)
+            set_adam_settings(opt, c)
+            sched = make_scheduler(
+                opt,
+                c.lr_schedule,
+                self.total_steps,
+                c.warmup_steps,
+                c.lr_gamma,
+                stages=c.lr_stages,
+                steps_per_epoch=self.steps_per_epoch,
+            )
             if name in self.pending_states:
                 opt.load_state_dict(self.pending_states[name]["optimizer"])
                 sched.load_state_dict(self.pending_states[name]["scheduler"])
