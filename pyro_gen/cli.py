@@ -1,4 +1,4 @@
-"""The ``pyro-gen`` command: list, fit, evaluate, sample, compare, diagnose.
+"""The ``pyro-gen`` command: list, fit, evaluate, sample, compare, diagnose, reproduce.
 
 Argument parsing only: the flags of ``fit FAMILY`` are generated from the settings
 dataclasses (:mod:`pyro_gen.config`: run, training, the family's trainer) and the family's
@@ -121,7 +121,39 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--gap-steps", type=int, default=300, help="optimizer steps per-point guide")
     dp.add_argument("--seed", type=int, default=0)
     dp.add_argument("--no-progress", action="store_true")
+    add_reproduce_parser(sub)
     return parser
+
+
+def add_reproduce_parser(sub) -> argparse.ArgumentParser:
+    """Add ``pyro-gen reproduce`` to the subcommands ``sub``; return its parser."""
+    from .experiments.reproduce import BUDGETS, reproductions
+
+    rp = sub.add_parser(
+        "reproduce",
+        help="reproduce a published table (each row a run folder; resumable)",
+        description="Run a published experiment with the paper's architecture, data protocol and evaluation, "
+        "and write OUT/table.md and OUT/table.json (published, ours, difference, epochs, times, hardware) "
+        "with one run folder per row under OUT/rows. A killed reproduction continues with --resume.",
+    )
+    rp.add_argument("name", nargs="?", choices=sorted(reproductions()), help="the table to reproduce")
+    rp.add_argument("--list", action="store_true", help="list the reproductions, their rows and budgets")
+    rp.add_argument(
+        "--budget",
+        default="quick",
+        choices=BUDGETS,
+        help="quick: about an hour per row on a 2-core CPU; paper: the published protocol; "
+        "smoke: a few steps, for the tests (default: quick)",
+    )
+    rp.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (default: cpu)")
+    rp.add_argument("--out", default=None, help="the table's folder (default: runs/reproduce/NAME-BUDGET)")
+    rp.add_argument(
+        "--data", default=None, help="mnist:PATH, the folder of the IDX files (default: $PYRO_GEN_MNIST)"
+    )
+    rp.add_argument("--resume", action="store_true", help="continue the table in --out")
+    rp.add_argument("--rows", default=None, help="run only these rows, comma-separated (see --list)")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return rp
 
 
 def _init_distributed(device: str | None) -> None:
@@ -225,6 +257,36 @@ def _cmd_list(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    if args.list:
+        from .experiments.reproduce import list_lines
+
+        print("\n".join(list_lines()))
+        return 0
+    if args.name is None:
+        raise ValueError("name a reproduction (see `pyro-gen reproduce --list`)")
+    from .experiments.reproduce.driver import reproduce
+
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+    table = reproduce(
+        args.name,
+        budget=args.budget,
+        out=args.out,
+        data=args.data,
+        device=args.device,
+        resume=args.resume,
+        rows=rows,
+        progress=not args.no_progress,
+    )
+    failed = [e["name"] for e in table["rows"] if str(e.get("status", "")).startswith("failed")]
+    done = sum(e.get("status") == "done" for e in table["rows"])
+    print(
+        f"{args.name} ({args.budget}): {done} of {len(table['rows'])} rows done"
+        + (f", failed: {', '.join(failed)} (rerun with --resume)" if failed else "")
+    )
+    return 1 if failed else 0
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from .runs import sample_run
 
@@ -252,6 +314,7 @@ COMMANDS = {
     "sample": _cmd_sample,
     "compare": _cmd_compare,
     "diagnose": _cmd_diagnose,
+    "reproduce": _cmd_reproduce,
 }
 
 

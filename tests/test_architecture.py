@@ -222,7 +222,9 @@ def test_no_private_names_imported_across_modules():
     assert not bad, "private names imported across modules:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list"]], ids=["help", "list"])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["list"], ["reproduce", "--list"]], ids=["help", "list", "reproduce-list"]
+)
 def test_cli_parse_time_imports_neither_torch_nor_arviz(args):
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "pyro_gen", *args],

@@ -1,0 +1,208 @@
+"""Running a reproduction: plan every row, run the missing ones in order, write the table after each.
+
+Each row is an ordinary run folder ``OUT/rows/ROW`` made by :func:`pyro_gen.runs.run_plan`,
+so ``pyro-gen evaluate`` and ``pyro-gen sample`` work on it. With ``resume`` a row whose
+folder holds a finished evaluation is kept (its numbers read from its ``metrics.json``), a
+row with a checkpoint continues from it (training, or the partial evaluation when training is
+done), and a failed or never-started row is run afresh. A row that fails gets its error line
+in the table and the next row runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ...data.mnist import MNIST_ENV
+from . import get_reproduction
+from .spec import BUDGETS, Reproduction, Row
+from .table import TABLE_FORMAT, TABLE_JSON, done_entry, hardware, pending_entry, read_table, write_table
+
+ROWS = "rows"
+
+
+def resolve_data(rep: Reproduction, data: str | None, saved: str | None = None) -> str:
+    """Return the data spec of a reproduction's runs: ``data``, else ``$PYRO_GEN_MNIST``, else the
+    spec a resumed table saved; ``ValueError`` in one line when there is none or it is of another set."""
+    if data is None and os.environ.get(MNIST_ENV):
+        data = f"{rep.data}:{os.environ[MNIST_ENV]}"
+    data = data or saved
+    if not data:
+        raise ValueError(
+            f"{rep.name} needs {rep.data.upper()}, which is never downloaded: pass --data {rep.data}:PATH "
+            f"(the folder of its IDX files) or set ${MNIST_ENV}"
+        )
+    name, _, path = data.partition(":")
+    if name != rep.data or not path:
+        raise ValueError(f"--data {data}: {rep.name} runs on {rep.data}; give --data {rep.data}:PATH")
+    return data
+
+
+def _finished_metrics(run_dir: Path, rep: Reproduction) -> dict[str, Any] | None:
+    """Return the metrics of a row whose run folder holds a finished evaluation, else None."""
+    import json
+
+    from ...runs import METRICS, PARTIAL
+
+    try:
+        metrics = json.loads((run_dir / METRICS).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or (run_dir / PARTIAL).exists():
+        return None
+    return metrics if isinstance(metrics.get(rep.metric_key), int | float) else None
+
+
+def run_row(
+    rep: Reproduction, row: Row, budget: str, run_dir: Path, data: str, device: str | None, progress: bool
+) -> dict[str, Any]:
+    """Run (or continue) one row into ``run_dir``; return the run's metrics.
+
+    A folder with a checkpoint is resumed (training or the partial evaluation continues); a
+    folder without one is started afresh (``overwrite``).
+    """
+    from ...runs import CHECKPOINT, plan_run, run_plan
+
+    sections = row.settings(budget)
+    resume = (run_dir / CHECKPOINT).is_file()
+    sections["run"] = {
+        **sections["run"],
+        "data": data,
+        "out": str(run_dir),
+        "resume": resume,
+        "overwrite": not resume and run_dir.exists(),
+    }
+    if device is not None:
+        sections["train"] = {**sections["train"], "device": device}
+    plan = plan_run(row.family, **sections)
+    metrics = run_plan(plan, out=run_dir, progress=progress)
+    if metrics is None:
+        raise ValueError(f"row {row.name}: the run wrote no metrics")
+    return metrics
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def reproduce(
+    name: str,
+    *,
+    budget: str = "quick",
+    out: str | os.PathLike | None = None,
+    data: str | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    rows: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the reproduction ``name`` at ``budget`` into ``out``; return the table (as in ``table.json``).
+
+    ``out`` defaults to ``runs/reproduce/NAME-BUDGET``; ``data`` is ``mnist:PATH`` (default:
+    ``$PYRO_GEN_MNIST``); ``device`` is the rows' training device (``cpu``, ``cuda``, ``auto``);
+    ``rows`` limits the rows run (the others stay as they are). An ``out`` that holds a table
+    is refused unless ``resume``; a resumed table keeps its budget. Progress is one line per
+    row on stderr.
+    """
+    rep = get_reproduction(name)
+    if budget not in BUDGETS or budget not in rep.budgets:
+        raise ValueError(f"--budget {budget}: {rep.name} has the budgets {', '.join(rep.budgets)}")
+    out = Path(out or f"runs/reproduce/{rep.name}-{budget}")
+    for r in rows or []:
+        rep.row(r)
+    saved = read_table(out)
+    if saved is not None and not resume:
+        raise ValueError(
+            f"--out {out} holds a reproduction table; pass --resume to continue it, or another --out"
+        )
+    if saved is not None and (saved.get("name"), saved.get("budget")) != (rep.name, budget):
+        raise ValueError(
+            f"--out {out} holds {saved.get('name')} at --budget {saved.get('budget')}, not {rep.name} at "
+            f"--budget {budget}; use another --out"
+        )
+    data = resolve_data(rep, data, saved.get("data") if saved else None)
+    previous = {e["name"]: e for e in (saved or {}).get("rows", [])}
+    table = {
+        "format": TABLE_FORMAT,
+        "name": rep.name,
+        "title": rep.title,
+        "paper": rep.paper,
+        "metric": rep.metric,
+        "units": rep.units,
+        "lower_is_better": rep.lower_is_better,
+        "budget": budget,
+        "budget_description": rep.budgets[budget],
+        "data": data,
+        "notes": list(rep.notes) + list(rep.budget_notes.get(budget, ())),
+        "rows": [pending_entry(r) for r in rep.rows],
+    }
+    runnable = [r for r in rep.rows if r.unavailable is None]
+    # the finished rows first: kept as they are, their numbers read from their metrics.json
+    for i, row in enumerate(rep.rows):
+        run_dir = out / ROWS / row.name
+        metrics = _finished_metrics(run_dir, rep) if resume else None
+        if metrics is not None:
+            old = previous.get(row.name, {})
+            extra = {k: old[k] for k in ("wall_seconds", "hardware") if k in old}
+            table["rows"][i] = done_entry(rep, row, metrics, f"{ROWS}/{row.name}", extra)
+        elif row.name in previous and previous[row.name].get("status", "").startswith("failed"):
+            table["rows"][i] = previous[row.name]
+    write_table(out, table)
+    todo = [
+        r
+        for r in runnable
+        if table["rows"][rep.rows.index(r)]["status"] != "done" and (not rows or r.name in rows)
+    ]
+    _log(
+        f"{rep.name} ({budget}) in {out}: {len(runnable) - len(todo)} of {len(runnable)} runnable rows done, "
+        f"{len(todo)} to run"
+    )
+    for n, row in enumerate(todo, 1):
+        i = rep.rows.index(row)
+        run_dir = out / ROWS / row.name
+        hw = hardware(device)
+        table["rows"][i] = {
+            **pending_entry(row),
+            "status": "running",
+            "run": f"{ROWS}/{row.name}",
+            "hardware": hw,
+        }
+        write_table(out, table)
+        _log(f"[{n}/{len(todo)}] {row.name}: {row.label} -> {run_dir} (load {_load(hw)})")
+        start = time.perf_counter()
+        try:
+            metrics = run_row(rep, row, budget, run_dir, data, device, progress)
+            hw["threads"] = metrics.get("threads")
+            entry = done_entry(
+                rep,
+                row,
+                metrics,
+                f"{ROWS}/{row.name}",
+                {"wall_seconds": round(time.perf_counter() - start, 1), "hardware": hw},
+            )
+            _log(
+                f"[{n}/{len(todo)}] {row.name}: {entry['ours']:.2f} {rep.units} (published "
+                f"{'-' if row.published is None else f'{row.published:.2f}'}), "
+                f"{entry['wall_seconds'] / 60:.1f} min"
+            )
+        except Exception as e:  # the table goes on; --resume retries the row
+            line = (str(e).splitlines() or [type(e).__name__])[0]
+            entry = {
+                **pending_entry(row),
+                "status": f"failed: {type(e).__name__}: {line}",
+                "run": f"{ROWS}/{row.name}",
+                "hardware": hw,
+                "wall_seconds": round(time.perf_counter() - start, 1),
+            }
+            _log(f"[{n}/{len(todo)}] {row.name}: {entry['status']}")
+        table["rows"][i] = entry
+        write_table(out, table)
+    _log(f"table: {out / 'table.md'}, {out / TABLE_JSON}")
+    return table
+
+
+def _load(hw: dict[str, Any]) -> str:
+    return "?" if not hw.get("load") else f"{hw['load'][0]:.2f}"

@@ -1,0 +1,212 @@
+"""pyro-gen reproduce: the registry, the table writer, resume of a half-finished table, the data error."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pyro_gen.cli import main
+from pyro_gen.data import write_idx
+from pyro_gen.experiments.reproduce import driver as drv
+from pyro_gen.experiments.reproduce import get_reproduction, list_lines, reproductions
+from pyro_gen.experiments.reproduce.table import (
+    TABLE_JSON,
+    TABLE_MD,
+    done_entry,
+    pending_entry,
+    read_table,
+    render_markdown,
+    write_table,
+)
+
+REP = get_reproduction("iwae-table1")
+
+
+@pytest.fixture
+def mnist(tmp_path, monkeypatch):
+    """A tiny MNIST-shaped IDX folder (60 training, 16 test images); $PYRO_GEN_MNIST unset."""
+    monkeypatch.delenv("PYRO_GEN_MNIST", raising=False)
+    d = tmp_path / "mnist"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 60), ("t10k", 16)):
+        write_idx(d / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(d / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8))
+    return f"mnist:{d}"
+
+
+def test_registry_rows_budgets_and_settings():
+    assert "iwae-table1" in reproductions()
+    names = [r.name for r in REP.rows]
+    assert names[:9] == [f"{o}-k{k}" for o in ("vae", "iwae", "dreg") for k in (1, 5, 50)]
+    assert all(r.unavailable == "not available: needs the two-layer VAE" for r in REP.rows[9:])
+    assert REP.row("iwae-k50").published == 84.78 and REP.row("iwae-k50").tag == "[S]"
+    assert REP.row("dreg-k5").tag == "[R]"
+    paper = REP.row("iwae-k5").settings("paper")
+    assert paper["trainer"] == {"estimator": "iwae:5"}
+    assert paper["model"] == {
+        "latent_dim": 50,
+        "hidden": "200,200",
+        "activation": "tanh",
+        "likelihood": "bernoulli",
+    }
+    train = paper["train"]
+    assert (train["epochs"], train["batch_size"], train["lr"]) == (3280.0, 20, 1e-3)
+    assert (train["adam_betas"], train["adam_eps"], train["lr_schedule"]) == ("0.99,0.999", 1e-4, "stages")
+    assert paper["run"] == {"binarize": "dynamic", "k": 5000, "eval_points": None}
+    assert REP.row("vae-k5").settings("quick")["trainer"] == {"estimator": "auto", "num_particles": 5}
+    quick = REP.row("dreg-k50").settings("quick")["train"]
+    total = sum(float(s.split(":")[0]) for s in quick["lr_stages"].split(","))
+    assert total == pytest.approx(quick["epochs"], rel=1e-4)
+    text = "\n".join(list_lines())
+    assert "budget smoke" in text and "budget quick" in text and "budget paper" in text
+    with pytest.raises(ValueError, match="no row 'nope'"):
+        REP.row("nope")
+
+
+def _table(rows):
+    return {
+        "format": 1,
+        "name": REP.name,
+        "title": REP.title,
+        "paper": REP.paper,
+        "metric": REP.metric,
+        "units": REP.units,
+        "lower_is_better": True,
+        "budget": "smoke",
+        "budget_description": REP.budgets["smoke"],
+        "data": "mnist:/x",
+        "notes": list(REP.notes),
+        "rows": rows,
+    }
+
+
+def test_table_writer_published_ours_difference_units_source_and_a_failed_row(tmp_path):
+    row = REP.row("iwae-k5")
+    metrics = {
+        "test_log_likelihood": -86.0412,
+        "epochs": 3.0,
+        "steps": 9,
+        "k": 8,
+        "eval_points": 8,
+        "seconds": 61.0,
+        "eval_seconds": 30.0,
+        "threads": 1,
+        "device": "cpu",
+        "estimator": "iwae:5",
+    }
+    hw = {"cpu": "Test CPU 9000", "cpus": 2, "gpu": None, "threads": 1, "load": [1.25, 1.0, 0.5]}
+    done = done_entry(REP, row, metrics, "rows/iwae-k5", {"wall_seconds": 95.0, "hardware": hw})
+    assert done["ours"] == 86.0412 and done["difference"] == pytest.approx(86.0412 - 85.54)
+    failed = {**pending_entry(REP.row("vae-k1")), "status": "failed: ValueError: bad thing"}
+    gone = pending_entry(REP.row("iwae2-k5"))
+    write_table(tmp_path, _table([done, failed, gone]))
+    md = (tmp_path / TABLE_MD).read_text()
+    line = next(ln for ln in md.splitlines() if ln.startswith("| IWAE, k=5 |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:5] == ["IWAE, k=5", "85.54", "[S]", "86.04", "+0.50"]
+    assert cells[5:8] == ["8", "8", "3.0"] and cells[-2] == "CPU, 1 thread, load 1.25" and cells[-1] == "done"
+    assert "| VAE, k=1 | 86.76 | [S] | - | - |" in md and "failed: ValueError: bad thing |" in md
+    assert "not available: needs the two-layer VAE" in md
+    assert "nats per image" in md and "difference = ours - published" in md and "Test CPU 9000" in md
+    assert "[S] Burda et al." in md
+    assert read_table(tmp_path)["rows"][0] == done
+    assert render_markdown(read_table(tmp_path)) == md
+
+
+def test_resume_runs_only_missing_rows_and_keeps_finished_ones_byte_for_byte(tmp_path, mnist, monkeypatch):
+    out = tmp_path / "table"
+    real = drv.run_row
+    calls = []
+
+    def killed_after_first(rep, row, *args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt  # the process is killed while the second row starts
+        calls.append(row.name)
+        return real(rep, row, *args, **kwargs)
+
+    monkeypatch.setattr(drv, "run_row", killed_after_first)
+    rows = ["vae-k1", "iwae-k5", "dreg-k5"]
+    with pytest.raises(KeyboardInterrupt):
+        drv.reproduce("iwae-table1", budget="smoke", out=out, data=mnist, rows=rows, progress=False)
+    half = json.loads((out / TABLE_JSON).read_text())
+    statuses = {e["name"]: e["status"] for e in half["rows"]}
+    assert (
+        statuses["vae-k1"] == "done" and statuses["iwae-k5"] == "running" and statuses["dreg-k5"] == "pending"
+    )
+    first = json.dumps(half["rows"][0], indent=1)
+    metrics_bytes = (out / "rows/vae-k1/metrics.json").read_bytes()
+
+    with pytest.raises(ValueError, match="pass --resume"):
+        drv.reproduce("iwae-table1", budget="smoke", out=out, data=mnist, rows=rows, progress=False)
+    with pytest.raises(ValueError, match="--budget quick"):
+        drv.reproduce("iwae-table1", budget="quick", out=out, data=mnist, resume=True, progress=False)
+
+    ran = []
+
+    def recording(rep, row, *args, **kwargs):
+        ran.append(row.name)
+        return real(rep, row, *args, **kwargs)
+
+    monkeypatch.setattr(drv, "run_row", recording)
+    # --data left out: the table's own data spec is used
+    table = drv.reproduce("iwae-table1", budget="smoke", out=out, resume=True, rows=rows, progress=False)
+    assert ran == ["iwae-k5", "dreg-k5"]
+    assert json.dumps(table["rows"][0], indent=1) == first
+    assert (out / "rows/vae-k1/metrics.json").read_bytes() == metrics_bytes
+    assert json.dumps(json.loads((out / TABLE_JSON).read_text())["rows"][0], indent=1) == first
+    done = {e["name"]: e for e in table["rows"] if e["status"] == "done"}
+    assert set(done) == set(rows)
+    for e in done.values():
+        assert e["steps"] == 3 and e["k"] == 8 and e["eval_points"] == 8 and e["hardware"]["cpu"]
+        assert (out / e["run"] / "config.json").is_file()
+    md = (out / TABLE_MD).read_text()
+    assert md.count("| done |") == 3 and "| pending |" in md
+
+    # a row killed during its evaluation (no metrics.json yet) continues from its checkpoint
+    (out / "rows/dreg-k5/metrics.json").unlink()
+    ran.clear()
+    table = drv.reproduce("iwae-table1", budget="smoke", out=out, resume=True, rows=rows, progress=False)
+    assert ran == ["dreg-k5"]
+    assert next(e for e in table["rows"] if e["name"] == "dreg-k5")["steps"] == 3
+
+
+def test_a_failed_row_is_recorded_and_retried_with_resume(tmp_path, mnist, monkeypatch):
+    out = tmp_path / "table"
+    real = drv.run_row
+
+    def failing(rep, row, *args, **kwargs):
+        if row.name == "vae-k1":
+            raise ValueError("something broke\nsecond line")
+        return real(rep, row, *args, **kwargs)
+
+    monkeypatch.setattr(drv, "run_row", failing)
+    table = drv.reproduce(
+        "iwae-table1", budget="smoke", out=out, data=mnist, rows=["vae-k1", "iwae-k1"], progress=False
+    )
+    status = {e["name"]: e["status"] for e in table["rows"]}
+    assert status["vae-k1"] == "failed: ValueError: something broke" and status["iwae-k1"] == "done"
+    assert "failed: ValueError: something broke |" in (out / TABLE_MD).read_text()
+    monkeypatch.setattr(drv, "run_row", real)
+    table = drv.reproduce(
+        "iwae-table1", budget="smoke", out=out, resume=True, rows=["vae-k1", "iwae-k1"], progress=False
+    )
+    assert {e["name"]: e["status"] for e in table["rows"]}["vae-k1"] == "done"
+
+
+def test_missing_mnist_path_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("PYRO_GEN_MNIST", raising=False)
+    out = tmp_path / "t"
+    assert main(["reproduce", "iwae-table1", "--budget", "smoke", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--data mnist:PATH" in err[0] and "$PYRO_GEN_MNIST" in err[0]
+    assert not out.exists()
+    assert main(["reproduce", "iwae-table1", "--data", "digits", "--out", str(out)]) == 2
+    assert "--data digits" in capsys.readouterr().err
+
+
+def test_reproduce_list_and_name_required(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    assert "iwae-table1" in capsys.readouterr().out
+    assert main(["reproduce"]) == 2
+    assert "reproduce --list" in capsys.readouterr().err
