@@ -156,9 +156,11 @@ def reproduce(
         for r in runnable
         if table["rows"][rep.rows.index(r)]["status"] != "done" and (not rows or r.name in rows)
     ]
+    done = sum(table["rows"][rep.rows.index(r)]["status"] == "done" for r in runnable)
+    chosen = f" ({len(todo)} chosen by --rows)" if rows else ""
     _log(
-        f"{rep.name} ({budget}) in {out}: {len(runnable) - len(todo)} of {len(runnable)} runnable rows done, "
-        f"{len(todo)} to run"
+        f"{rep.name} ({budget}) in {out}: {done} of {len(runnable)} runnable rows done, "
+        f"{len(todo)} to run{chosen}"
     )
     for n, row in enumerate(todo, 1):
         i = rep.rows.index(row)
