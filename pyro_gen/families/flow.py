@@ -157,7 +157,8 @@ def finish_batch_norm(model, data, cfg: FlowConfig, seed: int = 0) -> dict:
 
     With ``full`` (the default) every batch-norm layer gets the mean and variance of its input
     over the whole training split (:func:`~pyro_gen.models.flows.set_batch_norm_statistics`,
-    dequantization noise from ``seed``), unless they were set since the flow last trained.
+    dequantization noise from the flow's own seed, so every evaluation of a run sees the same
+    statistics whatever its ``seed``), unless they were set since the flow last trained.
     Returns ``bn_stats`` (``"full"``, ``"running"``, or None without batch norm),
     ``bn_stats_seconds`` (wall seconds of the pass) and the pass's summary
     (``bn_layers``, ``bn_points``, ``bn_min_variance``, ``bn_max_log_variance_ratio``).
@@ -171,7 +172,8 @@ def finish_batch_norm(model, data, cfg: FlowConfig, seed: int = 0) -> dict:
     if cfg.bn_stats == "running" or model.bn_stats == "full":
         return {"bn_stats": model.bn_stats}
     started = time.perf_counter()
-    summary = set_batch_norm_statistics(model, data.train, batch_size=BN_STATS_BATCH, seed=seed)
+    stats_seed = int(model.config.get("seed", 0))
+    summary = set_batch_norm_statistics(model, data.train, batch_size=BN_STATS_BATCH, seed=stats_seed)
     return {"bn_stats": "full", "bn_stats_seconds": time.perf_counter() - started, **summary}
 
 
@@ -215,6 +217,50 @@ def evaluate_flow(model, data, cfg: FlowConfig, seed: int = 0) -> dict:
     return metrics
 
 
+def load_flow(run_dir, cfg: FlowConfig, data):
+    """Return the trained flow of a run folder, ready for evaluation and sampling.
+
+    The flow is rebuilt from ``config.json`` and its ``checkpoint.pt`` (weights, buffers and
+    Pyro's param store, as every family is loaded); a batch-norm flow with ``--bn-stats
+    full`` then gets its full training-set statistics again (:func:`finish_batch_norm`, one
+    pass over the run's training split, which is loaded for it), because the checkpoint holds
+    the running averages training left. ``FileNotFoundError`` without a checkpoint,
+    ``ValueError`` when the checkpoint does not fit the configuration.
+    """
+    import json
+    from pathlib import Path
+
+    import pyro
+    import torch
+
+    from ..data import load_data
+    from ..inference import load_checkpoint
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{run_dir} holds no {ckpt.name}: the run was never trained")
+    model = build_flow(data, cfg)
+    state = load_checkpoint(ckpt)
+    if state["module_state"] is not None:
+        try:
+            model.load_state_dict(state["module_state"])
+        except RuntimeError as e:
+            first = str(e).splitlines()[0]
+            raise ValueError(f"{ckpt} does not match the model in config.json ({first})") from e
+    model.eval()
+    pyro.get_param_store().set_state(state["param_store"])
+    if cfg.batch_norm and cfg.bn_stats == "full" and model.zuko_flow is None:
+        config = json.loads((run_dir / "config.json").read_text())
+        spec, seed = config["run"]["data"], int(config["train"].get("seed") or 0)
+        binarize = config["run"].get("binarize")
+        train = load_data(spec, binarize=None if binarize == "none" else binarize, seed=seed)
+        train = prepare_flow_data(train, cfg, spec, seed)
+        with torch.no_grad():
+            finish_batch_norm(model, train, cfg, seed)
+    return model
+
+
 FLOW_FAMILY = ModelFamily(
     name="flow",
     summary="Normalizing flow (Pyro transforms or zuko): exact log-likelihood, dequantized images",
@@ -227,6 +273,7 @@ FLOW_FAMILY = ModelFamily(
     threads=flow_threads,
     prepare=prepare_flow_data,
     evaluate=evaluate_flow,
+    load=load_flow,
     likelihood="bound",
     role="flow",
     budgets={"smoke": {"steps": 2}, "quick": {"epochs": 8}, "full": {"epochs": 60}},

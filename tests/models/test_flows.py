@@ -460,6 +460,21 @@ def test_cli_fit_flow_with_batch_norm_records_the_statistics_and_evaluate_agrees
     assert config["model"]["bn_stats"] == "full"
     assert m["bn_stats"] == "full" and m["bn_layers"] == 2 and m["bn_points"] > 0
     assert m["test_log_likelihood"] != m["test_log_likelihood_running_stats"]
+    # a run folder loads with the full statistics again (its checkpoint holds the running ones)
+    from pyro_gen.inference import load_checkpoint
+    from pyro_gen.models.flows import batch_norm_layers
+    from pyro_gen.runs import load_run
+
+    model, _ = load_run(out)
+    assert model.bn_stats == "full"
+    reference = FlowDensity(**model.config)
+    reference.load_state_dict(load_checkpoint(out / "checkpoint.pt")["module_state"])
+    moved = [
+        float((a.moving_variance / b.moving_variance).log().abs().max())
+        for a, b in zip(batch_norm_layers(model), batch_norm_layers(reference), strict=True)
+    ]
+    assert max(moved) > 1e-3, moved
+    assert main(["sample", str(out), "--num", "5", "--out", str(tmp_path / "s.npy")]) == 0
     assert main(["evaluate", str(out), "--no-progress"]) == 0
     again = json.loads((out / "metrics.json").read_text())
     assert again["bn_stats"] == "full"
