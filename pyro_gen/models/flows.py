@@ -331,6 +331,10 @@ class FlowDensity(nn.Module):
     ``loc``/``scale``, set by :meth:`init_from_data`) is applied last in the generative
     direction. ``num_levels`` switches on image mode (dequantization plus the logit change
     of variables with ``alpha``). ``zuko_flow`` replaces the Pyro stack by a zuko flow.
+
+    Batch norm evaluates with Pyro's running averages until :func:`set_batch_norm_statistics`
+    gives it the full training set's; ``bn_stats`` (``"running"`` or ``"full"``) says which,
+    and a train-mode call of :meth:`model` sets it back to ``"running"``.
     """
 
     def __init__(
