@@ -135,7 +135,8 @@ class CompiledTrace_ELBO(SyncFreeTrace_ELBO):
                     warnings.simplefilter("ignore")
                     fn = torch.jit.trace(lm, tuple(args), check_trace=False)
             except Exception as e:  # noqa: BLE001  (any tracing failure means: run uncompiled)
-                self._fall_back(f"tracing failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+                first = (str(e).splitlines() or [""])[0][:120]
+                self._fall_back(f"tracing failed ({type(e).__name__}{': ' + first if first else ''})")
                 return self._reference.differentiable_loss(model, guide, *args)
             entry = self._compiled[key] = [fn, VERIFY_CALLS]
         fn = entry[0]

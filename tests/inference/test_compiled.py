@@ -153,3 +153,16 @@ def test_fit_auto_notes_an_uncompiled_run():
     assert res.notes == []
 
 
+
+
+def test_a_tracing_failure_without_a_message_falls_back(monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError()
+
+    monkeypatch.setattr(torch.jit, "trace", fail)
+    torch.manual_seed(0)
+    vae = VAE(6, 2, hidden=(8,))
+    x = torch.bernoulli(torch.rand(5, 6))
+    elbo = CompiledTrace_ELBO()
+    value = elbo.loss(vae.model, vae.guide, x)
+    assert elbo.fallback_reason == "tracing failed (RuntimeError)" and value == value
