@@ -49,7 +49,7 @@ PUBLISHED = {
 SPREAD_KEYS = ("within_mode_spread", "within_mode_spread_min", "within_mode_spread_max")
 # the settings of config.json recorded with each run (whatever set them: family default or flag)
 RECORDED = (
-    "loss", "pack", "latent_dim", "hidden", "disc_hidden", "batch_size", "lr", "lr_d", "lr_schedule",
+    "loss", "pack", "arch", "latent_dim", "hidden", "disc_hidden", "batch_size", "lr", "lr_d", "lr_schedule",
     "beta1", "beta2", "d_steps", "ema",
 )  # fmt: skip
 
@@ -87,6 +87,10 @@ def run_one(
     from pyro_gen.families.gan import DEFAULT_PACK
 
     settings["pack"] = settings["pack"] or DEFAULT_PACK.get(data, 1)  # what build_gan resolves None to
+    if settings["arch"] == "auto":
+        from pyro_gen.families.gan import DEFAULT_ARCH
+
+        settings["arch"] = f"auto ({DEFAULT_ARCH.get(data, 'mlp')})"
     return {
         "data": data,
         "loss": settings["loss"],

@@ -71,6 +71,39 @@ def mlp_discriminator(data_dim: int, hidden: Sequence[int] = (128, 128, 128), pa
     return _mlp(pack * data_dim, list(hidden), 1, slope=0.2)
 
 
+class SharedPackCritic(nn.Module):
+    """A PacGAN critic that reads each packed sample through one shared trunk first.
+
+    ``(B, pack * data_dim) -> (B, 1)``: every one of the ``pack`` samples of a packed input goes
+    through the same MLP trunk (``hidden[:-1]``, LeakyReLU 0.2), the ``pack`` trunk outputs are
+    concatenated and a head (one hidden layer of ``hidden[-1]`` units) gives the logit (with a
+    single width the trunk is that one layer and the head linear). The
+    trunk sees single samples, as an unpacked critic does, so its resolution within a mode is
+    that of one sample; the head still judges the pack jointly (mode balance).
+    """
+
+    def __init__(self, data_dim: int, hidden: Sequence[int] = (128, 128, 128), pack: int = 2):
+        super().__init__()
+        _check_positive(data_dim, "data_dim")
+        self.pack = _check_positive(pack, "pack")
+        hidden = [_check_positive(h, "hidden width") for h in hidden]
+        if not hidden:
+            raise ValueError("a shared-trunk critic needs at least one hidden width, got none")
+        trunk_widths, head_widths = (hidden[:-1], hidden[-1:]) if len(hidden) > 1 else (hidden, [])
+        self.data_dim = data_dim
+        trunk: list[nn.Module] = []
+        for a, b in zip([data_dim, *trunk_widths[:-1]], trunk_widths):
+            trunk += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
+        self.trunk = nn.Sequential(*trunk)
+        self.head = _mlp(pack * trunk_widths[-1], head_widths, 1, slope=0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return one logit per packed input, shape ``(.., 1)``."""
+        lead = x.shape[:-1]
+        h = self.trunk(x.reshape(*lead, self.pack, self.data_dim))
+        return self.head(h.reshape(*lead, -1))
+
+
 def _conv_plan(side: int) -> tuple[int, int]:
     """Return (start side, number of x2 upsamplings) for 8x8 (2 -> 8) and 28x28 (7 -> 28) images."""
     if side == 8:
@@ -140,9 +173,7 @@ class GAN(nn.Module):
 
     ``generator`` maps ``(.., latent_dim)`` noise to flattened data ``(.., data_dim)``;
     ``discriminator`` maps ``(B, pack * data_dim)`` packed inputs to ``(B, 1)`` logits. Build
-    the usual configurations with :meth:`for_data`. ``critic_gain`` multiplies the critic's
-    (standardized) inputs: a gain g lets a critic of the same weights resolve structure g
-    times finer, e.g. the std-0.01 modes of a ring of radius 1. ``shape`` is one data point's shape as a
+    the usual configurations with :meth:`for_data`. ``shape`` is one data point's shape as a
     person looks at it (``(2,)``, ``(8, 8)``, ``(28, 28)``).
     """
 
@@ -154,12 +185,8 @@ class GAN(nn.Module):
         discriminator: nn.Module,
         pack: int = 1,
         shape: Sequence[int] | None = None,
-        critic_gain: float = 1.0,
     ):
         super().__init__()
-        if not (isinstance(critic_gain, int | float) and critic_gain > 0 and critic_gain < float("inf")):
-            raise ValueError(f"critic_gain must be a positive number, got {critic_gain!r}")
-        self.critic_gain = float(critic_gain)
         self.latent_dim = _check_positive(latent_dim, "latent_dim")
         self.data_dim = _check_positive(data_dim, "data_dim")
         self.pack = _check_positive(pack, "pack")
@@ -197,20 +224,19 @@ class GAN(nn.Module):
         width: int = 32,
         pack: int = 1,
         output: str | None = None,
-        critic_gain: float = 1.0,
     ) -> GAN:
         """Return a GAN for flattened data of ``data_dim`` dimensions.
 
         ``arch``: ``"mlp"``, ``"conv"`` (square 8x8 or 28x28 images only) or ``"auto"`` (conv for
         those images, MLP otherwise). ``latent_dim`` defaults to 2 for data of at most 2
         dimensions and 32 otherwise. ``output`` defaults to ``"sigmoid"`` for images and
-        ``"identity"`` otherwise. ``critic_gain`` scales the critic's standardized inputs.
+        ``"identity"`` otherwise.
         """
         _check_positive(data_dim, "data_dim")
         shape = tuple(shape) if shape is not None else (data_dim,)
         is_image = len(shape) == 2
-        if arch not in ("auto", "mlp", "conv"):
-            raise ValueError(f"arch must be 'auto', 'mlp' or 'conv', got {arch!r}")
+        if arch not in ("auto", "mlp", "conv", "mlp-shared"):
+            raise ValueError(f"arch must be 'auto', 'mlp', 'mlp-shared' or 'conv', got {arch!r}")
         if arch == "auto":
             arch = "conv" if is_image and shape[0] == shape[1] and shape[0] in (8, 28) else "mlp"
         latent_dim = latent_dim if latent_dim is not None else (2 if data_dim <= 2 else 32)
@@ -220,10 +246,13 @@ class GAN(nn.Module):
                 raise ValueError(f"arch='conv' needs square images, got data shape {shape}")
             gen: nn.Module = ConvGenerator(latent_dim, shape[0], width)
             disc: nn.Module = ConvDiscriminator(shape[0], width, pack)
+        elif arch == "mlp-shared":
+            gen = mlp_generator(latent_dim, data_dim, hidden, output)
+            disc = SharedPackCritic(data_dim, disc_hidden if disc_hidden is not None else hidden, pack)
         else:
             gen = mlp_generator(latent_dim, data_dim, hidden, output)
             disc = mlp_discriminator(data_dim, disc_hidden if disc_hidden is not None else hidden, pack)
-        return cls(latent_dim, data_dim, gen, disc, pack=pack, shape=shape, critic_gain=critic_gain)
+        return cls(latent_dim, data_dim, gen, disc, pack=pack, shape=shape)
 
     def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
         """The generator as a Pyro program; returns the generated points ``(N, data_dim)``.
@@ -252,13 +281,9 @@ class GAN(nn.Module):
         return self.data_loc + self.data_scale * self.generator(z)
 
     def critic(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the discriminator's logits ``(B, 1)`` for already packed inputs ``(B, pack * data_dim)``.
-
-        The critic sees ``critic_gain * (x - loc) / scale`` (standardized, then scaled).
-        """
+        """Return the discriminator's logits ``(B, 1)`` for already packed inputs ``(B, pack * data_dim)``."""
         loc, scale = self.data_loc.repeat(self.pack), self.data_scale.repeat(self.pack)
-        z = (x - loc) / scale
-        return self.discriminator(z if self.critic_gain == 1.0 else self.critic_gain * z)
+        return self.discriminator((x - loc) / scale)
 
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
         """Return the critic's logits ``(N / pack,)`` for flattened data ``(N, data_dim)``.

@@ -189,7 +189,17 @@ def test_family_digits_frechet_and_cli_defaults(tmp_path):
     ema_off = plan_from_args(build_parser().parse_args(["fit", "gan", "--ema", "0"]))
     assert ema_off.trainer.ema is None
     ring, grid = load_data("ring"), load_data("grid")
-    assert build_gan(ring, plain.model).pack == build_gan(grid, plain.model).pack == 2  # PacGAN2 on mixtures
+    # PacGAN2 on the ring, no packing on the grid (its 25 modes: the unpacked critic resolves them best)
+    assert build_gan(ring, plain.model).pack == 2 and build_gan(grid, plain.model).pack == 1
+    # on the mixtures the packed samples go through one shared critic trunk
+    from pyro_gen.models.gan import ConvDiscriminator, SharedPackCritic
+
+    for split in (ring, grid):
+        assert isinstance(build_gan(split, plain.model).discriminator, SharedPackCritic)
+    assert not isinstance(build_gan(load_data("moons"), plain.model).discriminator, SharedPackCritic)
+    assert isinstance(
+        build_gan(load_data("digits", binarize=None), plain.model).discriminator, ConvDiscriminator
+    )
     digits = load_data("digits", binarize=None)
     assert build_gan(digits, plain.model).pack == 1
     packed = plan_from_args(build_parser().parse_args(["fit", "gan", "--pack", "4"]))
@@ -259,3 +269,52 @@ def test_gan_losses_figure_shows_the_within_mode_spread(tmp_path, monkeypatch):
         [{k: r[k] for k in ("step", "d_loss", "g_loss")} for r in rows], tmp_path / "h.png"
     )
     assert len(figures[0].axes) == 1  # no mode metrics logged: the losses only
+
+
+def test_run_trained_under_another_default_packing_loads_as_trained(tmp_path, monkeypatch):
+    """A run whose packing was left to the family loads with the packing its checkpoint holds."""
+    import pyro_gen.families.gan as family
+    from pyro_gen.runs import load_run, run_fit
+
+    out = tmp_path / "run"
+    monkeypatch.setitem(family.DEFAULT_PACK, "ring", 2)
+    run_fit("gan", "ring", out=out, options={"hidden": "8,8", "eval_samples": 100}, steps=2, progress=False)
+    model, config = load_run(out)
+    assert model.pack == 2 and config["model"]["pack"] is None
+    monkeypatch.setitem(family.DEFAULT_PACK, "ring", 4)  # the family's default changed since
+    again, _ = load_run(out)
+    assert again.pack == 2 and not again.training
+    torch.manual_seed(0)
+    a = model.sample(5)
+    torch.manual_seed(0)
+    assert torch.equal(a, again.sample(5))
+    # a plain packed MLP critic (the earlier default architecture) loads as one too
+    plain = tmp_path / "plain"
+    monkeypatch.setitem(family.DEFAULT_ARCH, "ring", "mlp")
+    run_fit("gan", "ring", out=plain, options={"hidden": "8,8", "eval_samples": 100}, steps=2, progress=False)
+    monkeypatch.setitem(family.DEFAULT_ARCH, "ring", "mlp-shared")
+    old, _ = load_run(plain)
+    assert old.pack == 4 and not hasattr(old.discriminator, "trunk")  # pack 4 was the default then
+    monkeypatch.setitem(family.DEFAULT_PACK, "ring", 2)
+    (out / "checkpoint.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="checkpoint.pt"):
+        load_run(out)
+
+
+def test_shared_trunk_critic_reads_each_packed_sample_alike():
+    from pyro_gen.models.gan import GAN, SharedPackCritic
+
+    critic = SharedPackCritic(2, (16, 16, 8), pack=2)
+    x = torch.randn(6, 4)
+    swapped = torch.cat([x[:, 2:], x[:, :2]], dim=1)
+    # one trunk for both samples: swapping them changes only the order the head reads
+    h = critic.trunk(x.reshape(6, 2, 2))
+    assert torch.allclose(h[:, 0], critic.trunk(x[:, :2])) and torch.allclose(h[:, 1], critic.trunk(x[:, 2:]))
+    assert critic(x).shape == (6, 1) and critic(swapped).shape == (6, 1)
+    gan = GAN.for_data(2, arch="mlp-shared", pack=2)
+    assert isinstance(gan.discriminator, SharedPackCritic)
+    assert gan.discriminate(torch.randn(8, 2)).shape == (4,)
+    one = SharedPackCritic(2, (16,), pack=2)  # one width: that trunk layer and a linear head
+    assert one(x).shape == (6, 1) and len(one.head) == 1
+    with pytest.raises(ValueError, match="at least one hidden width"):
+        SharedPackCritic(2, (), pack=2)
