@@ -209,7 +209,7 @@ def _resumable(
         state["blocks"][str(start)] = {"log_likelihood": ll.tolist(), "elbo": elbo.tolist()}
         state["seconds"] = before + time.perf_counter() - started
         _write_partial(path, state)
-        if not first:  # the time estimate, from the first block this session computed
+        if not first:  # the time estimate, from the first block this process computed
             first.append(True)
             remaining = n - done_before - ll.shape[0]
             total = (time.perf_counter() - started) + remaining * seconds / ll.shape[0]
