@@ -12,6 +12,18 @@ points against the same test points). Printed beside the published numbers of Pa
 al. 2018, Table 1, mean over 10 trials).
 
 Run (the measured tables in docs/gan.md):
+  # the family default with the within-mode spread and MMD^2, 5 seeds (ring: lsgan, PacGAN2,
+  # shared-trunk critic; grid: lsgan, no packing)
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gan.py --losses default --packs 0 --seeds 5 \
+      --out benchmarks/results/gan_default.json
+  # the previous default (PacGAN2 and a plain packed MLP critic on both), 3 seeds
+  .venv/bin/python benchmarks/gan.py --losses lsgan --packs 2 --pack-losses lsgan --set arch=mlp \
+      --seeds 3 --out benchmarks/results/gan_spread_before.json
+  # the two candidates: no packing (plain critic) and the shared-trunk critic with PacGAN2
+  .venv/bin/python benchmarks/gan.py --losses lsgan --packs 1 --seeds 3 \
+      --out benchmarks/results/gan_spread_lsgan_pack1.json
+  .venv/bin/python benchmarks/gan.py --losses default --packs 2 --pack-losses default --seeds 3 \
+      --out benchmarks/results/gan_default_shared_trunk.json
   # the family default (lsgan, PacGAN2, 12,000 steps on ring and 16,000 on grid), 5 seeds
   # (ring's default budget; the grid rows show why grid got 16,000)
   .venv/bin/python benchmarks/gan.py --losses lsgan --packs 2 --pack-losses lsgan --seeds 5 \

@@ -23,8 +23,8 @@ DEFAULT_STEPS_OTHER = 2000
 DEFAULT_PACK = {"ring": 2, "grid": 1}
 # The critic's architecture when --arch is auto, by data set: on the mixtures each packed
 # sample goes through one shared trunk first. A plain packed MLP critic cannot resolve the
-# modes' width, and its samples collapse within modes (0.4-0.6 of the data's spread); with one
-# sample per trunk the ring keeps 0.79-0.86 (benchmarks/gan.py). With pack 1 the shared critic
+# modes' width, and its samples collapse within modes (medians 0.53-0.68 of the data's spread
+# in benchmarks/gan.py); with one sample per trunk the ring keeps 0.79-0.86. With pack 1 the shared critic
 # is the plain MLP (same layers, same initialization). Elsewhere GAN.for_data's auto.
 DEFAULT_ARCH = {"ring": "mlp-shared", "grid": "mlp-shared"}
 
