@@ -24,13 +24,14 @@ Run (the measured tables in docs/gan.md):
       --out benchmarks/results/gan_spread_lsgan_pack1.json
   .venv/bin/python benchmarks/gan.py --losses default --packs 2 --pack-losses default --seeds 3 \
       --out benchmarks/results/gan_default_shared_trunk.json
-  # the family default (lsgan, PacGAN2, 12,000 steps on ring and 16,000 on grid), 5 seeds
-  # (ring's default budget; the grid rows show why grid got 16,000)
+  # the previous default's mode metrics (lsgan, PacGAN2, plain critic, 12,000 steps on ring and
+  # 16,000 on grid), 5 seeds (ring's budget; the grid rows show why grid got 16,000); these
+  # files predate the spread and the MMD, and today the plain critic needs --set arch=mlp
   .venv/bin/python benchmarks/gan.py --losses lsgan --packs 2 --pack-losses lsgan --seeds 5 \
-      --steps 12000 --out benchmarks/results/gan_default_12000.json
+      --set arch=mlp --steps 12000 --out benchmarks/results/gan_default_12000.json
   .venv/bin/python benchmarks/gan.py --losses lsgan --packs 2 --pack-losses lsgan --seeds 5 \
-      --data grid --out benchmarks/results/gan_default_grid.json
-  # every loss and packing at a common shorter budget, 2 seeds
+      --set arch=mlp --data grid --out benchmarks/results/gan_default_grid.json
+  # every loss and packing at a common shorter budget, 2 seeds (plain critic: --set arch=mlp)
   .venv/bin/python benchmarks/gan.py --losses lsgan ns minimax hinge wgan-gp --packs 1 2 4 \
       --pack-losses lsgan ns --seeds 2 --steps 4000 --out benchmarks/results/gan_sweep.json
 Writes one JSON per call (one record per run plus the summary table).
