@@ -25,7 +25,7 @@ def plot_gan_losses(history: Sequence[dict], path: str | os.PathLike, title: str
     has_modes = any(r.get("modes_captured") is not None for r in history)
     spread_rows = [r for r in history if _number(r.get("within_mode_spread")) is not None]
     panels = 1 + has_modes + bool(spread_rows)
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
     ax = axes[0, 0]
     ax.plot(steps, [r["d_loss"] for r in history], label="discriminator loss")
     ax.plot(steps, [r["g_loss"] for r in history], label="generator loss")
@@ -70,7 +70,8 @@ def plot_gan_losses(history: Sequence[dict], path: str | os.PathLike, title: str
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    # the mode panel's right-hand axis label sits between panels: lay them out around it
+    return save_figure(fig, path, tight_layout=panels > 1)
 
 
 def _number(value: Any) -> float | None:
