@@ -230,26 +230,18 @@ def load_flow(run_dir, cfg: FlowConfig, data):
     import json
     from pathlib import Path
 
-    import pyro
     import torch
 
     from ..data import load_data
-    from ..inference import load_checkpoint
+    from ..inference.checkpoint import load_checkpoint, restore_weights
 
     run_dir = Path(run_dir)
     ckpt = run_dir / "checkpoint.pt"
     if not ckpt.is_file():
         raise FileNotFoundError(f"{run_dir} holds no {ckpt.name}: the run was never trained")
     model = build_flow(data, cfg)
-    state = load_checkpoint(ckpt)
-    if state["module_state"] is not None:
-        try:
-            model.load_state_dict(state["module_state"])
-        except RuntimeError as e:
-            first = str(e).splitlines()[0]
-            raise ValueError(f"{ckpt} does not match the model in config.json ({first})") from e
+    restore_weights(model, load_checkpoint(ckpt), ckpt)
     model.eval()
-    pyro.get_param_store().set_state(state["param_store"])
     if cfg.batch_norm and cfg.bn_stats == "full" and model.zuko_flow is None:
         config = json.loads((run_dir / "config.json").read_text())
         spec, seed = config["run"]["data"], int(config["train"].get("seed") or 0)

@@ -164,3 +164,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def restore_weights(model, state: dict, path) -> None:
+    """Load a checkpoint ``state`` (read from ``path``) into ``model`` and Pyro's param store; return None.
+
+    The module weights go into ``model`` when it is an ``nn.Module`` (then switched to eval
+    mode); a checkpoint for another architecture raises one ``ValueError`` naming ``path``.
+    """
+    import pyro
+
+    if state["module_state"] is not None and isinstance(model, torch.nn.Module):
+        try:
+            model.load_state_dict(state["module_state"])
+        except RuntimeError as e:
+            first = str(e).splitlines()[0]
+            raise ValueError(f"{path} does not match the model in config.json ({first})") from e
+        model.eval()
+    pyro.get_param_store().set_state(state["param_store"])

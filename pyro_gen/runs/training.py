@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from .evaluation import device_of
-from .plan import CHECKPOINT, CONFIG, HISTORY, RunPlan
+from .plan import CHECKPOINT, HISTORY, RunPlan
 
 
 def load_plan_data(plan: RunPlan):
@@ -145,23 +145,14 @@ def restore_model(
 ) -> Any:
     """Return the trained model of ``run_dir``: the family's ``load`` hook, else ``model`` with the
     checkpoint's module state and param store (``state``: the checkpoint, when already read)."""
-    import pyro
-    import torch
 
-    from ..inference import load_checkpoint
+    from ..inference.checkpoint import load_checkpoint, restore_weights
 
     family = plan.family
     if family.load is not None:
         return family.load(run_dir, plan.model, data)
     state = state if state is not None else load_checkpoint(run_dir / CHECKPOINT)
-    if state["module_state"] is not None and isinstance(model, torch.nn.Module):
-        try:
-            model.load_state_dict(state["module_state"])
-        except RuntimeError as e:
-            first = str(e).splitlines()[0]
-            raise ValueError(f"{run_dir / CHECKPOINT} does not match the model in {CONFIG} ({first})") from e
-        model.eval()
-    pyro.get_param_store().set_state(state["param_store"])
+    restore_weights(model, state, run_dir / CHECKPOINT)
     return model
 
 
