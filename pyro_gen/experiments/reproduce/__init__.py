@@ -20,8 +20,11 @@ def reproductions() -> dict[str, Reproduction]:
     return dict(REPRODUCTIONS)
 
 
-def get_reproduction(name: str) -> Reproduction:
-    """Return the reproduction ``name``; ``ValueError`` naming it and the known ones when unknown."""
+def get_reproduction(name: str | Reproduction) -> Reproduction:
+    """Return the reproduction ``name`` (a :class:`Reproduction` is returned as it is);
+    ``ValueError`` naming it and the known ones when unknown."""
+    if isinstance(name, Reproduction):
+        return name
     if name not in REPRODUCTIONS:
         raise ValueError(f"unknown reproduction {name!r}; choose one of {', '.join(REPRODUCTIONS)}")
     return REPRODUCTIONS[name]

@@ -89,7 +89,7 @@ def _log(message: str) -> None:
 
 
 def reproduce(
-    name: str,
+    name: str | Reproduction,
     *,
     budget: str = "quick",
     out: str | os.PathLike | None = None,
@@ -99,7 +99,8 @@ def reproduce(
     rows: list[str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the reproduction ``name`` at ``budget`` into ``out``; return the table (as in ``table.json``).
+    """Run the reproduction ``name`` (a registered name or a :class:`Reproduction`) at ``budget``
+    into ``out``; return the table (as in ``table.json``).
 
     ``out`` defaults to ``runs/reproduce/NAME-BUDGET``; ``data`` is ``mnist:PATH`` (default:
     ``$PYRO_GEN_MNIST``); ``device`` is the rows' training device (``cpu``, ``cuda``, ``auto``);
