@@ -210,3 +210,200 @@ def test_reproduce_list_and_name_required(capsys):
     assert "iwae-table1" in capsys.readouterr().out
     assert main(["reproduce"]) == 2
     assert "reproduce --list" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------
+# rows over several seeds, extra metrics, tables without likelihood columns
+# --------------------------------------------------------------------------------------
+
+SCORES = {0: 1.0, 1: 2.0, 2: 4.0}  # seed -> the fake run's main metric
+
+
+def _fake_rep(seeds=(0, 1, 2)):
+    from pyro_gen.experiments.reproduce.spec import Metric, Reproduction, Row
+
+    def settings(budget):
+        return {"run": {}, "train": {}, "trainer": {}, "model": {}}
+
+    rows = (
+        Row(
+            "a",
+            "Row A",
+            3.0,
+            "[P]",
+            "the paper",
+            family="gan",
+            settings=settings,
+            seeds=seeds,
+            published_extra={"hq": 90.0},
+            data="ring",
+        ),
+        Row("b", "Row B", None, "[P]", "the paper", unavailable="not available: no model"),
+    )
+    return Reproduction(
+        name="fake-seeds",
+        title="a fake table",
+        paper="nobody 2000",
+        metric="score",
+        units="points",
+        metric_key="score",
+        sign=1.0,
+        data="ring",
+        rows=rows,
+        budgets={"smoke": "fake", "quick": "fake"},
+        extra_metrics=(Metric("hq", "HQ %", ".1f", 100.0, "percent"),),
+        likelihood=False,
+        lower_is_better=False,
+    )
+
+
+def _fake_run_row(calls, fail=None):
+    def run_row(rep, row, budget, run_dir, data, device, progress, seed=None):
+        calls.append(seed)
+        if fail is not None and fail(seed):
+            raise ValueError(f"seed {seed} broke\nmore")
+        metrics = {"score": SCORES[seed], "hq": 0.9 + 0.01 * seed, "steps": 3, "epochs": 0.5, "seconds": 6.0}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    return run_row
+
+
+def test_seeds_per_budget_and_row_defaults():
+    rep = _fake_rep(seeds={"smoke": (0, 1), "quick": (0, 1, 2, 3, 4)})
+    assert rep.row("a").seeds_for("smoke") == (0, 1) and rep.row("a").seeds_for("quick") == (0, 1, 2, 3, 4)
+    assert rep.row("a").seeds_for("paper") == () and rep.row("b").seeds_for("quick") == ()
+    assert REP.row("iwae-k5").seeds_for("quick") == () and REP.extra_metrics == () and REP.likelihood
+
+
+def test_a_row_over_seeds_shows_mean_std_and_extra_columns(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(drv, "run_row", _fake_run_row(calls))
+    out = tmp_path / "t"
+    table = drv.reproduce(_fake_rep(), budget="smoke", out=out, progress=False)
+    assert calls == [0, 1, 2]
+    e = table["rows"][0]
+    mean = 7.0 / 3.0
+    std = (sum((v - mean) ** 2 for v in SCORES.values()) / 2) ** 0.5  # sample std, n - 1
+    assert e["status"] == "done" and e["seeds"] == [0, 1, 2] and e["seeds_done"] == 3
+    assert e["ours"] == pytest.approx(mean, abs=1e-4) and e["ours_std"] == pytest.approx(std, abs=1e-4)
+    assert e["difference"] == pytest.approx(mean - 3.0, abs=1e-4)
+    assert e["extra"]["hq"] == pytest.approx(91.0) and e["extra_std"]["hq"] == pytest.approx(1.0)
+    assert e["published_extra"] == {"hq": 90.0} and e["train_seconds"] == 18.0
+    assert [r["run"] for r in e["per_seed"]] == [f"rows/a/seed-{s}" for s in (0, 1, 2)]
+    assert [r["ours"] for r in e["per_seed"]] == [1.0, 2.0, 4.0]
+    for s in (0, 1, 2):
+        assert (out / f"rows/a/seed-{s}/metrics.json").is_file()
+    md = (out / TABLE_MD).read_text()
+    head = next(ln for ln in md.splitlines() if ln.startswith("| row |"))
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    assert cols[:8] == [
+        "row",
+        "published",
+        "source",
+        "ours",
+        "difference",
+        "seeds",
+        "HQ % published",
+        "HQ % ours",
+    ]
+    assert "k (eval)" not in cols and "test points" not in cols and cols[8] == "steps"
+    line = next(ln for ln in md.splitlines() if ln.startswith("| Row A |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:9] == [
+        "Row A",
+        "3.00",
+        "[P]",
+        f"{mean:.2f} ± {std:.2f}",
+        f"{mean - 3:+.2f}",
+        "3/3",
+        "90.0",
+        "91.0 ± 1.0",
+        "3",
+    ]
+    assert cells[-1] == "done" and "not available: no model |" in md
+    assert "HQ %: `hq` of metrics.json x 100, percent" in md and "sample standard deviation" in md
+    assert table["data"] == "ring" and render_markdown(read_table(out)) == md
+
+
+def test_resume_of_a_half_finished_row_over_seeds_runs_only_its_missing_seeds(tmp_path, monkeypatch):
+    out = tmp_path / "t"
+    calls = []
+    fake = _fake_run_row(calls)
+
+    def killed_at_second_seed(rep, row, *args, seed=None, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        return fake(rep, row, *args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(drv, "run_row", killed_at_second_seed)
+    with pytest.raises(KeyboardInterrupt):
+        drv.reproduce(_fake_rep(), budget="smoke", out=out, progress=False)
+    half = read_table(out)["rows"][0]
+    assert half["status"] == "running" and half["seeds_done"] == 1 and half["ours"] == 1.0
+    assert half["ours_std"] is None and [r["status"] for r in half["per_seed"]] == [
+        "done",
+        "running",
+        "pending",
+    ]
+    assert "| 1.00 | -2.00 | 1/3 |" in (out / TABLE_MD).read_text()
+    first = (out / "rows/a/seed-0/metrics.json").read_bytes()
+
+    calls.clear()
+    monkeypatch.setattr(drv, "run_row", fake)
+    table = drv.reproduce(_fake_rep(), budget="smoke", out=out, resume=True, progress=False)
+    assert calls == [1, 2]
+    assert (out / "rows/a/seed-0/metrics.json").read_bytes() == first
+    assert table["rows"][0]["status"] == "done" and table["rows"][0]["seeds_done"] == 3
+    assert table["rows"][0]["ours"] == pytest.approx(7.0 / 3.0, abs=1e-4)
+
+    # resumed once more with everything done: nothing runs, the table reads the same
+    calls.clear()
+    again = drv.reproduce(_fake_rep(), budget="smoke", out=out, resume=True, progress=False)
+    assert calls == [] and again["rows"] == table["rows"]
+
+
+def test_a_failed_seed_is_recorded_the_next_seed_runs_and_resume_retries_it(tmp_path, monkeypatch):
+    out = tmp_path / "t"
+    calls = []
+    monkeypatch.setattr(drv, "run_row", _fake_run_row(calls, fail=lambda s: s == 1))
+    table = drv.reproduce(_fake_rep(), budget="smoke", out=out, progress=False)
+    e = table["rows"][0]
+    assert calls == [0, 1, 2] and e["seeds_done"] == 2
+    assert e["status"] == "failed: seed 1: ValueError: seed 1 broke"
+    assert e["ours"] == pytest.approx(2.5) and e["per_seed"][1]["status"].startswith("failed")
+    calls.clear()
+    monkeypatch.setattr(drv, "run_row", _fake_run_row(calls))
+    table = drv.reproduce(_fake_rep(), budget="smoke", out=out, resume=True, progress=False)
+    assert calls == [1] and table["rows"][0]["status"] == "done"
+
+
+def test_a_real_row_over_two_seeds_trains_each_seed_in_its_own_folder(tmp_path, mnist):
+    import dataclasses
+
+    row = dataclasses.replace(REP.row("iwae-k1"), seeds=(0, 3))
+    rep = dataclasses.replace(REP, name="iwae-seeds", rows=(row,))
+    out = tmp_path / "t"
+    table = drv.reproduce(rep, budget="smoke", out=out, data=mnist, progress=False)
+    e = table["rows"][0]
+    assert e["status"] == "done" and e["seeds_done"] == 2 and e["ours_std"] is not None
+    seeds = [
+        json.loads((out / f"rows/iwae-k1/seed-{s}/config.json").read_text())["train"]["seed"] for s in (0, 3)
+    ]
+    assert seeds == [0, 3]
+    vals = [
+        -json.loads((out / f"rows/iwae-k1/seed-{s}/metrics.json").read_text())["test_log_likelihood"]
+        for s in (0, 3)
+    ]
+    assert e["ours"] == pytest.approx(sum(vals) / 2, abs=1e-3)
+    md = (out / TABLE_MD).read_text()
+    assert "| k (eval) | test points |" in md and "| seeds |" in md
+
+
+def test_the_committed_iwae_table_reads_and_renders_as_it_was():
+    from pathlib import Path
+
+    d = Path(__file__).resolve().parents[2] / "benchmarks/results/reproduce/iwae-table1-quick"
+    table = read_table(d)
+    assert render_markdown(table) == (d / TABLE_MD).read_text()
