@@ -21,9 +21,20 @@ class VAEConfig:
     likelihood: str = setting("bernoulli", "observation model", choices=("bernoulli", "gaussian"))
     gaussian_scale: float = setting(0.1, "std of the Gaussian likelihood")
     learn_scale: bool = setting(False, "learn the Gaussian likelihood's std")
+    lower_latents: str = setting(
+        "",
+        "stochastic layers under the top one, data side first: their widths, comma-separated "
+        "(e.g. 100 with --latent-dim 50 --hidden 200,200: Burda et al.'s two-layer "
+        "784-200-200-100-100-100-50)",
+    )
+    between_hidden: str = setting(
+        "100,100", "with --lower-latents: widths of the networks between two stochastic layers"
+    )
 
     def __post_init__(self) -> None:
         parse_widths(self.hidden, "hidden")
+        parse_widths(self.lower_latents, "lower_latents")
+        parse_widths(self.between_hidden, "between_hidden")
         require_positive(self, "latent_dim")
         if not self.gaussian_scale > 0:
             raise ValueError(f"--gaussian-scale must be positive, got {self.gaussian_scale}")
@@ -41,6 +52,8 @@ def build_vae(data, cfg: VAEConfig):
         likelihood=cfg.likelihood,
         gaussian_scale=cfg.gaussian_scale,
         learn_scale=cfg.learn_scale,
+        lower_latents=parse_widths(cfg.lower_latents, "lower_latents"),
+        between_hidden=parse_widths(cfg.between_hidden, "between_hidden"),
     )
     vae.init_output_bias(data.train.mean(0))
     return vae

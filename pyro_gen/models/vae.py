@@ -3,6 +3,11 @@
 Model:  z_n ~ N(0, I),  x_n ~ p(x | decoder(z_n))  (Bernoulli or diagonal Gaussian)
 Guide:  q(z_n | x_n) = N(mu(x_n), diag sigma(x_n)^2)  (amortized: one encoder for all n)
 
+With ``lower_latents`` the VAE has several stochastic layers (Burda et al. 2016, section 5):
+``z_L ~ N(0, I)``, ``z_l | z_{l+1} ~ N(mu_l(z_{l+1}), diag sigma_l(z_{l+1})^2)``, ``x | z_1``,
+and the guide runs the chain upwards, ``q(z_1 | x) q(z_2 | z_1) ... q(z_L | z_{L-1})``. The
+sites are then ``z1`` (data side) to ``zL`` (top); a one-layer VAE has the single site ``z``.
+
 Both put their per-point sites inside :func:`~pyro_gen.models.base.data_plate`, so a
 training loop that subsamples gets an unbiased full-data ELBO. The networks are ordinary
 ``nn.Module`` children: ``fit`` trains ``vae.parameters()`` directly, which is faster than
@@ -33,6 +38,12 @@ class VAE(nn.Module):
     is customary) or ``"gaussian"``, whose per-dimension standard deviation is fixed to
     ``gaussian_scale`` or, with ``learn_scale=True``, learned (initialised there).
     ``hidden`` are the encoder widths; the decoder mirrors them unless ``decoder_hidden``.
+
+    ``lower_latents`` adds stochastic layers under the top one (data side first):
+    ``lower_latents=(100,)`` with ``latent_dim=50`` and ``hidden=(200, 200)`` is Burda et
+    al.'s two-layer model 784-200-200-100-100-100-50, where ``between_hidden=(100, 100)`` are
+    the widths of every network between two stochastic layers (in both directions). The
+    conditionals between layers are diagonal Gaussians (location and softplus scale).
     """
 
     def __init__(
@@ -45,6 +56,8 @@ class VAE(nn.Module):
         likelihood: str = "bernoulli",
         gaussian_scale: float = 0.1,
         learn_scale: bool = False,
+        lower_latents: Sequence[int] = (),
+        between_hidden: Sequence[int] = (100, 100),
     ):
         super().__init__()
         if likelihood not in LIKELIHOODS:
@@ -53,9 +66,15 @@ class VAE(nn.Module):
             raise ValueError(f"input_dim and latent_dim must be positive, got {input_dim}, {latent_dim}")
         if gaussian_scale <= 0:
             raise ValueError(f"gaussian_scale must be positive, got {gaussian_scale}")
+        lower = [int(d) for d in lower_latents]
+        between = [int(w) for w in between_hidden]
+        if any(d <= 0 for d in lower) or any(w <= 0 for w in between):
+            raise ValueError(f"lower_latents and between_hidden must be positive, got {lower}, {between}")
         self.input_dim = int(input_dim)
         self.latent_dim = int(latent_dim)
         self.likelihood = likelihood
+        #: the stochastic layers' widths, data side first; the last is ``latent_dim``
+        self.latent_dims = [*lower, self.latent_dim]
         self.config = dict(
             input_dim=input_dim,
             latent_dim=latent_dim,
@@ -66,9 +85,22 @@ class VAE(nn.Module):
             gaussian_scale=gaussian_scale,
             learn_scale=learn_scale,
         )
+        if lower:
+            self.config.update(lower_latents=lower, between_hidden=between)
         dec_hidden = list(reversed(list(hidden))) if decoder_hidden is None else list(decoder_hidden)
-        self.encoder = GaussianEncoder(input_dim, list(hidden), latent_dim, activation)
-        self.decoder = mlp(latent_dim, dec_hidden, input_dim, activation)
+        bottom = self.latent_dims[0]
+        self.encoder = GaussianEncoder(input_dim, list(hidden), bottom, activation)
+        self.decoder = mlp(bottom, dec_hidden, input_dim, activation)
+        if lower:
+            dims = self.latent_dims
+            # up[l]: q(z_{l+2} | z_{l+1}); down[l]: p(z_{l+1} | z_{l+2}) (1-based site names)
+            self.up = nn.ModuleList(
+                GaussianEncoder(a, between, b, activation) for a, b in zip(dims[:-1], dims[1:])
+            )
+            self.down = nn.ModuleList(
+                GaussianEncoder(b, list(reversed(between)), a, activation)
+                for a, b in zip(dims[:-1], dims[1:])
+            )
         self.register_buffer("prior_loc", torch.zeros(latent_dim))
         self.register_buffer("prior_scale", torch.ones(latent_dim))
         # The Gaussian likelihood's scale is a softplus-parameterised vector (learned) or a
@@ -90,7 +122,7 @@ class VAE(nn.Module):
             check_unit_interval(x, name)
 
     def likelihood_dist(self, z: torch.Tensor) -> dist.TorchDistribution:
-        """Return p(x | z) with event shape ``(input_dim,)``."""
+        """Return p(x | z) with event shape ``(input_dim,)`` (``z``: the data-side layer's codes)."""
         out = self.decoder(z)
         if self.likelihood == "bernoulli":
             # validate_args off: grey levels in [0, 1] are scored as soft labels on purpose;
@@ -103,17 +135,32 @@ class VAE(nn.Module):
         """Return the standard normal prior p(z) with event shape ``(latent_dim,)``."""
         return dist.Normal(self.prior_loc, self.prior_scale).to_event(1)
 
+    @property
+    def latent_sites(self) -> list[str]:
+        """Return the latent sites' names, data side first (``["z"]`` for one stochastic layer)."""
+        if len(self.latent_dims) == 1:
+            return ["z"]
+        return [f"z{i}" for i in range(1, len(self.latent_dims) + 1)]
+
     def model(self, x: torch.Tensor) -> None:
         """Generative model p(x, z); ``x`` is a (mini)batch ``(B, input_dim)``."""
+        sites = self.latent_sites
         with data_plate(x):
-            z = pyro.sample("z", self.prior())
+            z = pyro.sample(sites[-1], self.prior())
+            for i in range(len(sites) - 2, -1, -1):  # top-down: z_{L-1} | z_L, ..., z_1 | z_2
+                loc, scale = self.down[i](z)
+                z = pyro.sample(sites[i], dist.Normal(loc, scale).to_event(1))
             pyro.sample("x", self.likelihood_dist(z), obs=x)
 
     def guide(self, x: torch.Tensor) -> None:
-        """Amortized guide q(z | x): one encoder pass for the batch."""
+        """Amortized guide q(z | x): one encoder pass for the batch (bottom-up through the layers)."""
+        sites = self.latent_sites
         with data_plate(x):
             loc, scale = self.encoder(x)
-            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            z = pyro.sample(sites[0], dist.Normal(loc, scale).to_event(1))
+            for i, up in enumerate(getattr(self, "up", ())):
+                loc, scale = up(z)
+                z = pyro.sample(sites[i + 1], dist.Normal(loc, scale).to_event(1))
 
     # ----------------------------------------------------------------- utilities
     def init_output_bias(self, data_mean: torch.Tensor) -> None:
@@ -127,29 +174,45 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the guide's ``(loc, scale)`` for each row of ``x``, each ``(N, latent_dim)``."""
-        return self.encoder(x)
+        """Return the guide's ``(loc, scale)`` of the top layer for each row of ``x``, each
+        ``(N, latent_dim)`` (with several stochastic layers: at the means of the layers below)."""
+        loc, scale = self.encoder(x)
+        for up in getattr(self, "up", ()):
+            loc, scale = up(loc)
+        return loc, scale
+
+    def _bottom(self, z: torch.Tensor, mean: bool) -> torch.Tensor:
+        """Return z_1 from top-layer codes ``z``: through the conditionals' means, or sampled."""
+        for down in reversed(getattr(self, "down", ())):
+            loc, scale = down(z)
+            z = loc if mean else dist.Normal(loc, scale).sample()
+        return z
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Return the mean of p(x | z): pixel probabilities (Bernoulli) or Gaussian means."""
-        out = self.decoder(z)
+        """Return the mean of p(x | z) for top-layer codes ``z`` (layers below at their conditional
+        means): pixel probabilities (Bernoulli) or Gaussian means."""
+        out = self.decoder(self._bottom(z, mean=True))
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Return the decoded mean at the encoder's mean for each row of ``x``."""
-        return self.decode(self.encoder(x)[0])
+        return self.decode(self.encode(x)[0])
 
     @torch.no_grad()
     def sample(self, num_samples: int, mean: bool = True) -> torch.Tensor:
-        """Return ``(num_samples, input_dim)`` draws: decoded means, or observations if ``mean=False``."""
-        z = self.prior().sample((num_samples,))
-        return self.decode(z) if mean else self.likelihood_dist(z).sample()
+        """Return ``(num_samples, input_dim)`` draws: decoded means, or observations if ``mean=False``
+        (the latent layers are drawn ancestrally either way)."""
+        z1 = self._bottom(self.prior().sample((num_samples,)), mean=False)
+        lik = self.likelihood_dist(z1)
+        if not mean:
+            return lik.sample()
+        return lik.base_dist.probs if self.likelihood == "bernoulli" else lik.base_dist.loc
 
     @torch.no_grad()
     def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8) -> torch.Tensor:
         """Return ``(steps, input_dim)`` decodings along the line between the codes of x0 and x1."""
-        z0, z1 = self.encoder(x0.reshape(1, -1))[0], self.encoder(x1.reshape(1, -1))[0]
+        z0, z1 = self.encode(x0.reshape(1, -1))[0], self.encode(x1.reshape(1, -1))[0]
         t = torch.linspace(0, 1, steps).unsqueeze(-1)
         return self.decode((1 - t) * z0 + t * z1)
