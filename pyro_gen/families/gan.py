@@ -1,7 +1,10 @@
-"""The GAN family: ``pyro-gen fit gan --data ring|grid|digits|mnist:PATH --loss ns|...|lsgan``.
+"""The GAN family: ``pyro-gen fit gan --data ring|grid|digits|mnist:PATH|stacked-mnist:PATH --loss ...``.
 
 Trained by the engine's adversarial objective and evaluated without likelihoods: mode
-coverage on the ring and grid mixtures, a Frechet distance on classifier features for images.
+coverage on the ring and grid mixtures, a Frechet distance on classifier features for images,
+and on stacked MNIST (three digits as channels, :mod:`pyro_gen.data.stacked`) the number of its
+1000 modes a digit classifier finds among the samples and their KL to uniform
+(:mod:`pyro_gen.evaluation.classifier`).
 The game's own settings (loss, critic steps, gradient penalty, moving average) are flags of
 the adversarial trainer; this family adds the networks.
 """
@@ -33,30 +36,31 @@ DEFAULT_ARCH = {"ring": "mlp-shared", "grid": "mlp-shared"}
 class GANConfig:
     """Settings of the GAN's networks and of its sample evaluation."""
 
-    pack: int | None = setting(
-        None, "PacGAN: samples the critic judges jointly (default 2 on ring, else 1)"
-    )
+    pack: int | None = setting(None, "PacGAN: samples the critic judges jointly (default 2 on ring, else 1)")
     latent_dim: int | None = setting(None, "noise dimensions (default 2 for 2-D data, else 32)")
     arch: str = setting(
         "auto",
-        "networks (auto: mlp-shared on ring/grid, conv for images, else mlp; "
-        "mlp-shared: each packed sample through one critic trunk)",
-        choices=("auto", "mlp", "mlp-shared", "conv"),
+        "networks (auto: mlp-shared on ring/grid, conv for 8x8/28x28 images, dcgan for multi-channel "
+        "images, else mlp; mlp-shared: each packed sample through one critic trunk; dcgan: the "
+        "four-layer DCGAN pair, packed samples on the channel axis)",
+        choices=("auto", "mlp", "mlp-shared", "conv", "dcgan"),
     )
     hidden: str = setting("128,128,128", "MLP widths of the generator (and critic)")
     disc_hidden: str | None = setting(None, "MLP widths of the critic (default: --hidden)")
-    width: int = setting(32, "channels of the convolutional networks")
-    eval_samples: int = setting(2500, "samples drawn for the metrics")
+    width: int = setting(32, "channels of the convolutional networks (dcgan: of its first critic layer)")
+    eval_samples: int = setting(2500, "samples drawn for the metrics (PacGAN's stacked MNIST: 26000)")
+    classifier_epochs: int = setting(3, "epochs of the digit classifier that labels stacked-MNIST samples")
 
     def __post_init__(self) -> None:
         parse_widths(self.hidden, "hidden")
         if self.disc_hidden:
             parse_widths(self.disc_hidden, "disc_hidden")
-        require_positive(self, "pack", "latent_dim", "width", "eval_samples")
+        require_positive(self, "pack", "latent_dim", "width", "eval_samples", "classifier_epochs")
 
 
 def build_gan(data, cfg: GANConfig):
-    """Return an untrained :class:`~pyro_gen.models.gan.GAN` for ``data`` (vector data standardized)."""
+    """Return an untrained :class:`~pyro_gen.models.gan.GAN` for ``data`` (vector data standardized,
+    images left in [0, 1])."""
     from ..models.gan import GAN
 
     gan = GAN.for_data(
@@ -69,7 +73,7 @@ def build_gan(data, cfg: GANConfig):
         width=cfg.width,
         pack=cfg.pack or DEFAULT_PACK.get(data.name, 1),
     )
-    if not data.is_image and data.train.shape[0] > 1:
+    if len(data.shape) == 1 and data.train.shape[0] > 1:
         gan.standardize(data.train)
     return gan
 
@@ -124,6 +128,8 @@ def evaluate_gan(model, data, cfg: GANConfig, seed: int = 0, during_training: bo
         mode_metrics_for_data,
     )
 
+    if is_stacked_data(data):
+        return {} if during_training else evaluate_stacked(model, data, cfg, seed)
     samples = gan_samples(model, cfg, seed)
     if "means" in (data.info or {}) and "std" in (data.info or {}):
         if during_training:
@@ -145,13 +151,60 @@ def evaluate_gan(model, data, cfg: GANConfig, seed: int = 0, during_training: bo
     return out
 
 
-def checkpoint_critic(module_state: dict, data_dim: int) -> tuple[str | None, int | None]:
+def is_stacked_data(data) -> bool:
+    """Return True for a stacked-digit data set (:func:`pyro_gen.data.stacked.load_stacked_mnist`)."""
+    return bool((getattr(data, "info", None) or {}).get("stacked"))
+
+
+#: generated images labelled at a time on stacked MNIST (bounds the memory of 26,000 samples)
+SAMPLE_CHUNK = 2000
+
+
+def evaluate_stacked(model, data, cfg: GANConfig, seed: int = 0) -> dict[str, Any]:
+    """Return the stacked-MNIST mode metrics of ``cfg.eval_samples`` samples.
+
+    A :class:`~pyro_gen.evaluation.classifier.DigitClassifier` trained on the MNIST training
+    set of the folder the set was built from (``data.info["path"]``, ``cfg.classifier_epochs``
+    epochs, seed ``seed``) labels each channel; returns ``modes_captured`` (of
+    ``num_modes`` = 1000), ``kl_to_uniform`` (nats, KL(samples' modes || uniform), empty modes
+    contributing 0), ``classifier_test_accuracy`` (0-1, on MNIST's test set), ``eval_samples``,
+    and the same two numbers for ``eval_samples`` stacked training images
+    (``data_modes_captured``, ``data_kl_to_uniform``: the best a sample of that size reaches).
+    Samples are drawn ``SAMPLE_CHUNK`` at a time with a random stream of their own.
+    """
+    import torch
+
+    from ..evaluation.classifier import digit_classifier_for, mode_coverage, stacked_mode_metrics
+
+    info = data.info or {}
+    channels = int(info.get("channels", 3))
+    clf = digit_classifier_for(info["path"], epochs=cfg.classifier_epochs, seed=seed)
+    chunks = []
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 12345)
+        for start in range(0, cfg.eval_samples, SAMPLE_CHUNK):
+            chunks.append(model.sample(min(SAMPLE_CHUNK, cfg.eval_samples - start)).cpu())
+    out = stacked_mode_metrics(torch.cat(chunks), clf, channels)
+    n = min(cfg.eval_samples, data.train.shape[0])
+    if data.train_labels is not None:
+        ref = mode_coverage(data.train_labels[:n], int(info.get("num_modes", 10**channels)))
+        out["data_modes_captured"], out["data_kl_to_uniform"] = ref["modes_captured"], ref["kl_to_uniform"]
+    out["eval_samples"] = cfg.eval_samples
+    return out
+
+
+def checkpoint_critic(module_state: dict, data_dim: int, channels: int = 1) -> tuple[str | None, int | None]:
     """Return ``(arch, pack)`` of the critic whose weights are in ``module_state`` (None if unknown).
 
-    ``arch`` is ``"mlp-shared"`` for a shared-trunk critic, ``"mlp"`` or ``"conv"``; the packing
-    is read from the first layer (an MLP's input width is ``pack * data_dim``, a conv critic's
-    input channels are ``pack``, a shared trunk's head reads ``pack`` trunk outputs).
+    ``arch`` is ``"mlp-shared"`` for a shared-trunk critic, ``"mlp"``, ``"conv"`` or
+    ``"dcgan"``; the packing is read from the first layer (an MLP's input width is
+    ``pack * data_dim``, a conv critic's input channels are ``pack`` and a DCGAN critic's
+    ``pack * channels``, ``channels`` those of one image; a shared trunk's head reads ``pack``
+    trunk outputs).
     """
+    w = module_state.get("discriminator.layers.0.weight")
+    if w is not None and w.dim() == 4 and w.shape[1] % channels == 0:
+        return "dcgan", int(w.shape[1] // channels)
     trunk = module_state.get("discriminator.trunk.0.weight")
     head = module_state.get("discriminator.head.0.weight")
     if trunk is not None and head is not None and head.shape[1] % trunk.shape[0] == 0:
@@ -201,7 +254,8 @@ def load_gan(run_dir, cfg: GANConfig, data):
     if not ckpt.is_file():
         raise FileNotFoundError(f"{run_dir} holds no {ckpt.name}: the run was never trained")
     state = load_checkpoint(ckpt)["module_state"] or {}
-    arch, pack = checkpoint_critic(state, data.dim)
+    channels = int(data.shape[0]) if len(data.shape) == 3 else 1
+    arch, pack = checkpoint_critic(state, data.dim, channels)
     if cfg.pack is None and pack is not None:
         cfg = dataclasses.replace(cfg, pack=pack)
     if cfg.arch == "auto" and arch in ("mlp", "mlp-shared"):

@@ -14,10 +14,12 @@ meaningless and the model is trained adversarially (:mod:`pyro_gen.inference.adv
 against a ``discriminator`` (a critic network returning one unnormalized score, a logit, per
 input).
 
-Networks: :func:`mlp_generator` / :func:`mlp_discriminator` for 2-D and tabular data and
-:class:`ConvGenerator` / :class:`ConvDiscriminator` for 8x8 and 28x28 single-channel images.
+Networks: :func:`mlp_generator` / :func:`mlp_discriminator` for 2-D and tabular data,
+:class:`ConvGenerator` / :class:`ConvDiscriminator` for 8x8 and 28x28 single-channel images and
+:class:`DCGANGenerator` / :class:`DCGANCritic` (Radford et al. 2016, the four-layer networks
+PacGAN used on stacked MNIST) for images of any number of channels, shape ``(C, H, W)``.
 ``pack`` (PacGAN, Lin et al. 2018) makes the discriminator judge ``pack`` samples jointly: its
-input is ``pack`` data points concatenated (MLP) or stacked as channels (conv).
+input is ``pack`` data points concatenated (MLP) or stacked on the channel axis (conv).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ import torch
 from torch import nn
 
 from .base import data_plate
+
+#: the network choices of :meth:`GAN.for_data`
+ARCHS = ("auto", "mlp", "mlp-shared", "conv", "dcgan")
 
 
 def _check_positive(value: int, name: str) -> int:
@@ -168,6 +173,105 @@ class ConvDiscriminator(nn.Module):
         return self.net(x.reshape(-1, self.pack, self.side, self.side))
 
 
+def dcgan_sides(side: int, layers: int = 4) -> list[int]:
+    """Return the feature-map sides of a DCGAN's stride-2 ladder, ``side`` first.
+
+    Each of the ``layers`` steps halves the side rounding up (TensorFlow's "same" padding):
+    ``dcgan_sides(28)`` is ``[28, 14, 7, 4, 2]``, ``dcgan_sides(64)`` ``[64, 32, 16, 8, 4]``.
+    """
+    _check_positive(side, "side")
+    sides = [side]
+    for _ in range(layers):
+        sides.append(-(-sides[-1] // 2))
+    if sides[-1] < 1 or len(set(sides)) != len(sides):
+        raise ValueError(
+            f"a {layers}-layer DCGAN needs images of side at least {2 ** (layers - 1) + 1}, got {side}"
+        )
+    return sides
+
+
+def image_channels(shape: Sequence[int]) -> tuple[int, int, int]:
+    """Return ``(channels, height, width)`` of one image of ``shape`` ``(H, W)`` or ``(C, H, W)``.
+
+    ``ValueError`` for any other shape.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2:
+        return (1, *shape)
+    if len(shape) == 3:
+        return shape
+    raise ValueError(f"an image has shape (H, W) or (C, H, W), got {shape}")
+
+
+class DCGANGenerator(nn.Module):
+    """DCGAN generator ``z (B, latent_dim) -> images (B, channels*side*side)`` in [0, 1], flattened.
+
+    Radford et al. (2016), as PacGAN ran it on stacked MNIST: a linear layer projects ``z`` to
+    ``8 * width`` maps of side ``side / 16`` (rounded up), batch norm and ReLU; four 5x5
+    stride-2 transposed convolutions halve the channels (``4w, 2w, w``) and double the side up
+    to ``side`` (each but the last with batch norm and ReLU); the last gives ``channels`` maps
+    through a sigmoid. The flattened output is channel-major: channel ``c`` is the block
+    ``[c * side*side, (c + 1) * side*side)``.
+    """
+
+    def __init__(self, latent_dim: int, channels: int = 3, side: int = 28, width: int = 64):
+        super().__init__()
+        _check_positive(latent_dim, "latent_dim")
+        self.channels = _check_positive(channels, "channels")
+        self.width = _check_positive(width, "width")
+        sides = dcgan_sides(side)
+        self.side, self.start = side, sides[-1]
+        self.fc = nn.Linear(latent_dim, 8 * width * self.start * self.start)
+        self.fc_norm = nn.Sequential(nn.BatchNorm2d(8 * width), nn.ReLU())
+        widths = [8 * width, 4 * width, 2 * width, width, channels]
+        layers: list[nn.Module] = []
+        for i, (small, big) in enumerate(zip(sides[:0:-1], sides[-2::-1])):
+            # (small - 1) * 2 - 2 * 2 + 5 + output_padding = big
+            layers.append(
+                nn.ConvTranspose2d(
+                    widths[i], widths[i + 1], 5, stride=2, padding=2, output_padding=big - 2 * small + 1
+                )
+            )
+            layers += [nn.BatchNorm2d(widths[i + 1]), nn.ReLU()] if i < 3 else [nn.Sigmoid()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Return flattened images ``(B, channels*side*side)`` with intensities in [0, 1]."""
+        h = self.fc_norm(self.fc(z).reshape(-1, 8 * self.width, self.start, self.start))
+        return self.layers(h).reshape(*z.shape[:-1], self.channels * self.side * self.side)
+
+
+class DCGANCritic(nn.Module):
+    """DCGAN critic: flattened images ``(B, pack * channels*side*side)`` -> logits ``(B, 1)``.
+
+    The ``pack`` images of one packed input are concatenated on the channel axis (PacGAN: a
+    packed stacked-MNIST input has ``3 * pack`` channels). Four 5x5 stride-2 convolutions of
+    ``width, 2w, 4w, 8w`` channels with LeakyReLU(0.2), batch norm on all but the first, then
+    a linear layer to one logit (Radford et al. 2016).
+    """
+
+    def __init__(self, channels: int = 3, side: int = 28, width: int = 64, pack: int = 1):
+        super().__init__()
+        self.channels = _check_positive(channels, "channels")
+        self.pack = _check_positive(pack, "pack")
+        _check_positive(width, "width")
+        sides = dcgan_sides(side)
+        self.side = side
+        widths = [pack * channels, width, 2 * width, 4 * width, 8 * width]
+        layers: list[nn.Module] = []
+        for i in range(4):
+            layers.append(nn.Conv2d(widths[i], widths[i + 1], 5, stride=2, padding=2))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(widths[i + 1]))
+            layers.append(nn.LeakyReLU(0.2))
+        layers += [nn.Flatten(), nn.Linear(8 * width * sides[-1] * sides[-1], 1)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return one logit per packed input, shape ``(B, 1)``."""
+        return self.layers(x.reshape(-1, self.pack * self.channels, self.side, self.side))
+
+
 class GAN(nn.Module):
     """An implicit generative model ``z ~ N(0, I)``, ``x = G(z)`` plus its discriminator.
 
@@ -227,25 +331,45 @@ class GAN(nn.Module):
     ) -> GAN:
         """Return a GAN for flattened data of ``data_dim`` dimensions.
 
-        ``arch``: ``"mlp"``, ``"conv"`` (square 8x8 or 28x28 images only) or ``"auto"`` (conv for
-        those images, MLP otherwise). ``latent_dim`` defaults to 2 for data of at most 2
-        dimensions and 32 otherwise. ``output`` defaults to ``"sigmoid"`` for images and
-        ``"identity"`` otherwise.
+        ``arch``: ``"mlp"``, ``"mlp-shared"`` (:class:`SharedPackCritic`), ``"conv"`` (square
+        8x8 or 28x28 single-channel images only), ``"dcgan"`` (:class:`DCGANGenerator` and
+        :class:`DCGANCritic`, square images ``(H, W)`` or ``(C, H, W)``) or ``"auto"`` (conv for
+        8x8 and 28x28 images, dcgan for multi-channel images ``(C, H, W)``, MLP otherwise).
+        ``latent_dim`` defaults to 2 for data of at most 2 dimensions and 32 otherwise.
+        ``output`` defaults to ``"sigmoid"`` for images and ``"identity"`` otherwise (the DCGAN
+        generator always ends in a sigmoid). ``width`` is the conv networks' base channels.
         """
         _check_positive(data_dim, "data_dim")
         shape = tuple(shape) if shape is not None else (data_dim,)
-        is_image = len(shape) == 2
-        if arch not in ("auto", "mlp", "conv", "mlp-shared"):
-            raise ValueError(f"arch must be 'auto', 'mlp', 'mlp-shared' or 'conv', got {arch!r}")
+        is_image = len(shape) in (2, 3)
+        if arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(repr(a) for a in ARCHS)}, got {arch!r}")
         if arch == "auto":
-            arch = "conv" if is_image and shape[0] == shape[1] and shape[0] in (8, 28) else "mlp"
+            if len(shape) == 3:
+                arch = "dcgan"
+            else:
+                arch = "conv" if is_image and shape[0] == shape[1] and shape[0] in (8, 28) else "mlp"
         latent_dim = latent_dim if latent_dim is not None else (2 if data_dim <= 2 else 32)
         output = output or ("sigmoid" if is_image else "identity")
-        if arch == "conv":
+        if arch == "dcgan":
+            if not is_image:
+                raise ValueError(f"arch='dcgan' needs images (H, W) or (C, H, W), got data shape {shape}")
+            channels, height, width_px = image_channels(shape)
+            if height != width_px or channels * height * width_px != data_dim:
+                raise ValueError(
+                    f"arch='dcgan' needs square images of {data_dim} values, got data shape {shape}"
+                )
+            gen: nn.Module = DCGANGenerator(latent_dim, channels, height, width)
+            disc: nn.Module = DCGANCritic(channels, height, width, pack)
+        elif arch == "conv":
+            if len(shape) == 3:
+                raise ValueError(
+                    f"arch='conv' is for single-channel images; use arch='dcgan' for shape {shape}"
+                )
             if not (is_image and shape[0] == shape[1]):
                 raise ValueError(f"arch='conv' needs square images, got data shape {shape}")
-            gen: nn.Module = ConvGenerator(latent_dim, shape[0], width)
-            disc: nn.Module = ConvDiscriminator(shape[0], width, pack)
+            gen = ConvGenerator(latent_dim, shape[0], width)
+            disc = ConvDiscriminator(shape[0], width, pack)
         elif arch == "mlp-shared":
             gen = mlp_generator(latent_dim, data_dim, hidden, output)
             disc = SharedPackCritic(data_dim, disc_hidden if disc_hidden is not None else hidden, pack)
