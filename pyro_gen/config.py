@@ -106,7 +106,7 @@ class TrainConfig:
     )
     sync_every: int | None = setting(None, "steps between reading the loss back from an accelerator")
     progress: bool | None = setting(
-        True, "show a progress bar (None: only on a terminal)", flag="--no-progress"
+        True, "hide the progress bars (shown by default; None: only on a terminal)", flag="--no-progress"
     )
 
     def __post_init__(self) -> None:
