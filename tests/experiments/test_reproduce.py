@@ -408,6 +408,6 @@ def test_a_real_row_over_two_seeds_trains_each_seed_in_its_own_folder(tmp_path, 
 def test_the_committed_iwae_table_reads_and_renders_as_it_was():
     from pathlib import Path
 
-    d = Path(__file__).resolve().parents[2] / "benchmarks/results/reproduce/iwae-table1-quick"
+    d = Path(__file__).resolve().parents[2] / "benchmarks/results/reproduce/iwae-table1-quick-stages"
     table = read_table(d)
     assert render_markdown(table) == (d / TABLE_MD).read_text()
