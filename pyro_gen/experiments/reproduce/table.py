@@ -291,9 +291,10 @@ def render_markdown(table: dict[str, Any]) -> str:
     """Return ``table.md``: a heading, the protocol, one line per row, the notes and the machines.
 
     The fixed columns follow the table: ``seeds`` (done / run) when a row runs over several
-    seeds (its numbers then read mean ± standard deviation), a published and an ours column per
-    extra metric, ``k (eval)`` and ``test points`` for likelihood tables (``likelihood_columns``,
-    true when absent) and ``steps`` otherwise.
+    seeds (its numbers then read mean ± standard deviation), an ours column per extra metric
+    (and a published one when some row has a published figure for it), ``k (eval)`` and ``test
+    points`` for likelihood tables (``likelihood_columns``, true when absent) and ``steps``
+    otherwise.
     """
     lines = [f"# {table['name']}: {table['title']}", ""]
     lines.append(
@@ -309,13 +310,16 @@ def render_markdown(table: dict[str, Any]) -> str:
     fmt = table.get("fmt", ".2f")
     extras = table.get("extra_metrics") or []
     seeds = any(e.get("seeds") for e in rows)
-    likelihood = table.get("likelihood_columns", True) or any(
-        e.get("k") is not None or e.get("eval_points") is not None for e in rows
-    )
+    likelihood = table.get("likelihood_columns", True)
+    # an extra metric's published column only when some row has a published figure for it
+    published = {
+        m["key"]: any((e.get("published_extra") or {}).get(m["key"]) is not None for e in rows)
+        for m in extras
+    }
     header = ["row", "published", "source", "ours", "difference"]
     header += ["seeds"] if seeds else []
     for m in extras:
-        header += [f"{m['label']} published", f"{m['label']} ours"]
+        header += ([f"{m['label']} published"] if published[m["key"]] else []) + [f"{m['label']} ours"]
     header += ["k (eval)", "test points"] if likelihood else ["steps"]
     header += ["epochs", "train min", "eval min", "wall min", "hardware", "status"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -330,7 +334,8 @@ def render_markdown(table: dict[str, Any]) -> str:
         if seeds:
             cells.append(_seeds_cell(e))
         for m in extras:
-            cells.append(_num((e.get("published_extra") or {}).get(m["key"]), m.get("fmt", ".2f")))
+            if published[m["key"]]:
+                cells.append(_num((e.get("published_extra") or {}).get(m["key"]), m.get("fmt", ".2f")))
             cells.append(
                 _ours_cell(
                     (e.get("extra") or {}).get(m["key"]),
