@@ -60,6 +60,18 @@ def test_two_equal_modes_give_kl_log4():
     assert mode_metrics(x, means, 0.01)["kl_to_uniform"] == pytest.approx(math.log(4))
 
 
+def test_reverse_kl_of_pacgan_table1_counts_only_high_quality_samples():
+    # PacGAN's reverse KL, KL(p_gen || uniform) over the modes, of the high-quality samples'
+    # histogram: shares (1/2, 1/4, 1/4, 0) over 4 modes give sum p ln(4 p) = 0.5 ln 2
+    means = grid_means(2, 2.0)
+    x = torch.cat([means[0].expand(40, 2), means[1].expand(20, 2), means[2].expand(20, 2)])
+    far = torch.full((30, 2), 10.0)  # nearest to a mode, but far outside 3 std: left out
+    m = mode_metrics(torch.cat([x, far]), means, 0.05)
+    assert m["mode_counts"] == [40, 20, 20, 0] and m["modes_captured"] == 3
+    assert m["high_quality_share"] == pytest.approx(80 / 110)
+    assert m["kl_to_uniform"] == pytest.approx(0.5 * math.log(2), abs=1e-12)
+
+
 def test_mode_metrics_reads_modes_from_the_data_split():
     from pyro_gen.data import ring_of_gaussians
 
