@@ -58,7 +58,7 @@ def test_declaration_rows_budgets_and_paper_settings():
         "width": 64,
         "pack": 2,
         "eval_samples": 26000,
-        "classifier_epochs": 3,
+        "classifier_epochs": 5,
     }
     # 64 packed inputs per step (128 images for pairs), 50 epochs of 2,000 steps, Adam(2e-4, 0.5)
     assert paper["train"] == {

@@ -24,14 +24,15 @@ from .spec import Metric, Reproduction, Row
 
 #: generator steps (each after one critic step): the paper's 50 epochs of 2,000 iterations
 PAPER_STEPS = 100_000
-#: quick budget: 0.2 s (DCGAN) and 0.3 s (PacDCGAN2) per step at width 16 on one thread of the
-#: 2-core CPU machine at load 7, so 5,000 steps are about 17 and 25 minutes, plus about 6
-#: minutes for the classifier (once) and 2 minutes per row for the 26,000 samples
-STEPS = {"smoke": 3, "quick": 5000, "paper": PAPER_STEPS}
+#: quick budget: measured on one thread of the 2-core CPU machine at width 16, 0.20 s (DCGAN) and
+#: 0.30 s (PacDCGAN2, 128 images a step) per step at load 3 and about 0.7 s at load 10, so
+#: 4,000 steps are 13 and 20 minutes at load 3, up to 45 minutes each at load 10; the classifier
+#: (2 epochs, once per process) and the 26,000 samples of each row add a few minutes
+STEPS = {"smoke": 3, "quick": 4000, "paper": PAPER_STEPS}
 WIDTH = {"smoke": 2, "quick": 16, "paper": 64}
 BATCH = {"smoke": 8, "quick": 64, "paper": 64}  # packed inputs per step: pack * BATCH images
 EVAL_SAMPLES = {"smoke": 200, "quick": 26_000, "paper": 26_000}
-CLASSIFIER_EPOCHS = {"smoke": 1, "quick": 3, "paper": 3}
+CLASSIFIER_EPOCHS = {"smoke": 1, "quick": 2, "paper": 5}
 SEEDS = {"smoke": (0, 1), "paper": tuple(range(10))}  # quick: one run, seed 0
 LATENT_DIM = 100
 LR = 2e-4
@@ -138,8 +139,9 @@ PACGAN_STACKED = Reproduction(
         "against data in [0, 1]",
         "stacked training images draw their digits from MNIST's 60,000 training images (seed 0) and "
         "the classifier trains on the same set; the paper draws from all 70,000 MNIST images",
-        "the mode classifier is a small CNN (two 3x3 convolutions, 128 hidden units) trained 3 epochs "
-        "here (its MNIST test accuracy in the table); the paper's is Keras' mnist_cnn demo",
+        "the mode classifier is a small CNN (two 3x3 convolutions, 128 hidden units) trained here for "
+        f"{CLASSIFIER_EPOCHS['paper']} epochs ({CLASSIFIER_EPOCHS['quick']} in the quick budget; its MNIST "
+        "test accuracy in the table); the paper's is Keras' mnist_cnn demo",
         "ours is read at the end of training; the paper reads its metrics after every epoch",
     ),
     budget_notes={
