@@ -373,6 +373,43 @@ def _guide_sites(trace):
             yield name, site
 
 
+def refuse_latent_chains(guide_trace, who: str) -> None:
+    """Raise ``ValueError`` when a guide site's distribution depends on an earlier latent sample.
+
+    The path-derivative estimators evaluate ``log q`` with every distribution's parameters
+    detached; when ``q(z2 | z1)`` is computed from the sample ``z1`` (a hierarchical guide),
+    detaching its parameters also cuts the path from ``z2``'s density back through ``z1``,
+    which the estimator needs, so the gradient would be biased. Checked by autograd on the
+    trace (one backward query per site); returns None when the sites are independent given x.
+    """
+    earlier: list[tuple[str, torch.Tensor]] = []
+    for name, site in _guide_sites(guide_trace):
+        params = [v for v in _dist_tensors(site["fn"]) if v.requires_grad]
+        values = [v for _, v in earlier]
+        if params and values:
+            total = sum(p.sum() for p in params)
+            grads = torch.autograd.grad(total, values, allow_unused=True, retain_graph=True)
+            for (upstream, _), g in zip(earlier, grads, strict=True):
+                if g is not None:
+                    raise ValueError(
+                        f"{who} cannot train a guide whose site {name!r} is computed from the latent "
+                        f"sample {upstream!r} (a hierarchical guide): detaching its parameters would cut "
+                        "the path through that sample and bias the gradient; use iwae or reparam"
+                    )
+        if torch.is_tensor(site["value"]) and site["value"].requires_grad:
+            earlier.append((name, site["value"]))
+
+
+def _dist_tensors(fn) -> list[torch.Tensor]:
+    out = []
+    for value in vars(fn).values():
+        if torch.is_tensor(value):
+            out.append(value)
+        elif isinstance(value, torch.distributions.Distribution):
+            out += _dist_tensors(value)
+    return out
+
+
 class STL_ELBO(infer.Trace_ELBO):
     """ "Sticking the landing": the ELBO's path-derivative gradient (Roeder et al. 2017).
 
@@ -381,10 +418,17 @@ class STL_ELBO(infer.Trace_ELBO):
     STL drops it by evaluating ``log q`` with the guide's parameters detached, keeping the
     dependence through ``z``. Unbiased; its variance vanishes when q equals the exact
     posterior (then ``log p(x, z) - log q(z) = log p(x)`` for every z). Every latent guide
-    site must be reparameterizable. Loss value: the usual negative ELBO estimate (nats).
+    site must be reparameterizable, and no guide site may be computed from another latent
+    sample (hierarchical guides are refused: see :func:`refuse_latent_chains`). Loss value:
+    the usual negative ELBO estimate (nats).
     """
 
+    _chains_checked = False
+
     def _differentiable_loss_particle(self, model_trace, guide_trace):
+        if not self._chains_checked:
+            refuse_latent_chains(guide_trace, "stl")
+            self._chains_checked = True
         elbo = 0.0
         surrogate = 0.0
         for site in model_trace.nodes.values():
@@ -493,13 +537,19 @@ class DReG_ELBO(IWAE_ELBO):
     does not decay with ``k`` (at ``k = 1`` it is STL). Implemented by evaluating ``log q``
     with detached parameters and scaling the gradient that reaches each latent sample
     ``z_i`` by ``w_i`` (a tensor hook), which is exact for guides whose latent values do not
-    parameterize other guide sites (single stochastic layer, as in a VAE).
+    parameterize other guide sites (a single stochastic layer, as in a VAE); hierarchical
+    guides are refused with a ``ValueError`` (see :func:`refuse_latent_chains`).
     """
+
+    _chains_checked = False
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """Return the negative bound (nats) as a tensor whose gradient is the DReG estimator."""
         log_p, log_q, scale, guide_tr, dim = self._log_weights(model, guide, args, kwargs, detach_guide=True)
         self._check_reparam(guide_tr, "dreg")
+        if not self._chains_checked:
+            refuse_latent_chains(guide_tr, "dreg")
+            self._chains_checked = True
         log_w = log_p - log_q
         lw = log_w.detach()
         weights = (lw - lw.logsumexp(0, keepdim=True)).exp()  # (k, B); torch.softmax(dim=0) is slow on CPU
