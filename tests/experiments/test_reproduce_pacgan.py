@@ -50,8 +50,8 @@ def test_settings_follow_the_paper_where_the_family_allows():
     assert PAPER_STEPS == 400 * 100_000 // 100
     assert train["batch_size"] == 400  # 100 packed critic inputs of 4 samples
     assert REP.row("gan-ring").settings("paper")["train"]["batch_size"] == 100
-    quick = REP.row("gan-grid").settings("quick")["train"]
-    assert quick["lr_schedule"] == "linear" and quick["steps"] < PAPER_STEPS
+    quick = REP.row("pacgan4-grid").settings("quick")["train"]
+    assert quick["lr_schedule"] == "linear" and quick["steps"] < PAPER_STEPS and quick["batch_size"] == 100
     assert REP.row("gan-grid").settings("smoke")["train"]["steps"] == 3
     with pytest.raises(ValueError, match="unknown budget"):
         REP.row("gan-ring").settings("huge")
