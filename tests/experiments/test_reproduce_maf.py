@@ -57,6 +57,7 @@ def test_settings_per_budget_follow_the_papers_architecture():
     assert all(s["model"]["hidden"] == "1024,1024" for s in quick.values())
     smoke = REP.row("maf5").settings("smoke")
     assert smoke["train"]["steps"] == 3 and "epochs" not in smoke["train"]
+    assert smoke["model"]["depth"] == 2 and smoke["model"]["hidden"] == "784"
     assert smoke["run"]["eval_points"] == 8
     with pytest.raises(ValueError, match="unknown budget"):
         REP.row("maf5").settings("huge")
@@ -78,12 +79,12 @@ def test_smoke_budget_end_to_end_writes_the_table(tmp_path, mnist):
     table = drv.reproduce(REP, budget="smoke", out=out, data=mnist, progress=False)
     done = {e["name"]: e for e in table["rows"] if e["status"] == "done"}
     assert set(done) == {"maf5", "maf10", "realnvp5"}
-    for name, e in done.items():
+    for e in done.values():
         metrics = json.loads((out / e["run"] / "metrics.json").read_text())
         assert e["ours"] == pytest.approx(metrics["test_log_likelihood_logit"], abs=1e-3)
         assert np.isfinite(e["ours"]) and e["steps"] == 3 and e["eval_points"] == 8
         assert metrics["bn_stats"] == "full" and metrics["logit_alpha"] == 1e-6
-        assert metrics["bn_layers"] == (10 if name == "maf10" else 5)  # one after every block
+        assert metrics["bn_layers"] == 2  # smoke: two blocks, a batch-norm layer after each
         assert e["difference"] == pytest.approx(e["ours"] - e["published"], abs=1e-3)
     md = (out / TABLE_MD).read_text()
     assert md.count("| done |") == 3 and "higher is better" in md
