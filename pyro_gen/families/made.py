@@ -26,6 +26,14 @@ class MADEConfig:
     )
     order: str = setting("natural", "autoregressive order", choices=("natural", "random"))
     activation: str = setting("relu", "hidden activation", choices=("relu", "tanh", "softplus", "elu"))
+    degrees: str = setting(
+        "cycle",
+        "hidden units' degrees (cycle: 1..D-1 in turn; random: drawn uniformly as in Germain et al. "
+        "2015, with --mask-seed)",
+        choices=("cycle", "random"),
+    )
+    mask_seed: int = setting(0, "seed of the random degrees and of the random order (fixed: a run reloads)")
+    direct: bool = setting(False, "add a masked direct connection from the inputs to the outputs")
 
     def __post_init__(self) -> None:
         parse_widths(self.hidden, "hidden")
@@ -42,13 +50,17 @@ def build_made(data, cfg: MADEConfig):
         likelihood = "bernoulli" if data.binarized else "gaussian"
     order = None
     if cfg.order == "random":
-        order = torch.randperm(data.dim, generator=torch.Generator().manual_seed(0))  # fixed: reloadable
+        # fixed seed: a run folder rebuilds the same order
+        order = torch.randperm(data.dim, generator=torch.Generator().manual_seed(cfg.mask_seed))
     made = MADE(
         data.dim,
         hidden=parse_widths(cfg.hidden),
         likelihood=likelihood,
         order=order,
         activation=cfg.activation,
+        degrees=cfg.degrees,
+        mask_seed=cfg.mask_seed,
+        direct=cfg.direct,
     )
     made.init_output_bias(data.train.mean(0))
     return made
@@ -97,12 +109,23 @@ MADE_FAMILY = ModelFamily(
 class PixelCNNConfig:
     """Settings of PixelCNN (masked convolutions over binary images)."""
 
-    channels: int = setting(32, "feature maps per masked convolution")
-    layers: int = setting(4, "type-B 3x3 masked residual layers")
+    channels: int = setting(32, "feature maps of the residual stream (the paper's 2h)")
+    layers: int = setting(4, "residual layers (each with one type-B 3x3 masked convolution)")
     first_kernel: int | None = setting(None, "type-A kernel (default 5 for 8x8, else 7)")
+    block: str = setting(
+        "conv",
+        "residual layer (conv: relu then a masked 3x3 added to the stream; bottleneck: the paper's "
+        "block, relu-1x1-relu-masked 3x3-relu-1x1)",
+        choices=("conv", "bottleneck"),
+    )
+    hidden: int | None = setting(
+        None, "feature maps inside a bottleneck block (default channels/2, the paper's h)"
+    )
 
     def __post_init__(self) -> None:
-        require_positive(self, "channels", "layers", "first_kernel")
+        require_positive(self, "channels", "layers", "first_kernel", "hidden")
+        if self.hidden is not None and self.block != "bottleneck":
+            raise ValueError("--hidden goes with --block bottleneck")
 
 
 def build_pixelcnn(data, cfg: PixelCNNConfig):
@@ -113,7 +136,14 @@ def build_pixelcnn(data, cfg: PixelCNNConfig):
         raise ValueError(f"pixelcnn needs image data (8x8 digits or 28x28 MNIST), got shape {data.shape}")
     if not data.binarized:
         raise ValueError("pixelcnn models binary pixels: use --binarize dynamic or static")
-    net = PixelCNN(data.shape, channels=cfg.channels, num_layers=cfg.layers, first_kernel=cfg.first_kernel)
+    net = PixelCNN(
+        data.shape,
+        channels=cfg.channels,
+        num_layers=cfg.layers,
+        first_kernel=cfg.first_kernel,
+        block=cfg.block,
+        hidden=cfg.hidden,
+    )
     net.init_output_bias(data.train.mean(0))
     return net
 

@@ -7,7 +7,8 @@ masked so that output ``d`` sees only the inputs before ``d`` in a fixed order:
   (Bernoulli conditionals) or continuous (Gaussian conditionals) vectors;
 * :class:`PixelCNN` (van den Oord et al. 2016): masked convolutions over a one-channel image
   in raster order (type ``A`` mask in the first layer hides the current pixel, type ``B``
-  afterwards), Bernoulli conditionals, for 8x8 digits and 28x28 MNIST alike.
+  afterwards), Bernoulli conditionals, for 8x8 digits and 28x28 MNIST alike; plain masked
+  residual layers or the paper's bottleneck residual blocks (:class:`ResidualBlock`).
 
 As Pyro programs they have no latent variables: ``model(x)`` observes ``x`` inside
 :func:`~pyro_gen.models.base.data_plate` under the exact autoregressive density and
@@ -37,8 +38,8 @@ MADE_LIKELIHOODS = ("bernoulli", "gaussian")
 class MaskedLinear(nn.Linear):
     """``nn.Linear`` whose weight is multiplied by a fixed 0/1 ``mask`` of shape ``(out, in)``."""
 
-    def __init__(self, in_features: int, out_features: int, mask: torch.Tensor):
-        super().__init__(in_features, out_features)
+    def __init__(self, in_features: int, out_features: int, mask: torch.Tensor, bias: bool = True):
+        super().__init__(in_features, out_features, bias=bias)
         if mask.shape != (out_features, in_features):
             raise ValueError(f"mask must have shape {(out_features, in_features)}, got {tuple(mask.shape)}")
         self.register_buffer("mask", mask.to(torch.get_default_dtype()))
@@ -48,19 +49,36 @@ class MaskedLinear(nn.Linear):
         return nn.functional.linear(x, self.weight * self.mask, self.bias)
 
 
-def made_degrees(input_dim: int, hidden: Sequence[int], order: torch.Tensor) -> list[torch.Tensor]:
+MADE_DEGREES = ("cycle", "random")
+
+
+def made_degrees(
+    input_dim: int,
+    hidden: Sequence[int],
+    order: torch.Tensor,
+    kind: str = "cycle",
+    generator: torch.Generator | None = None,
+) -> list[torch.Tensor]:
     """Return the MADE degrees: ``order + 1`` for the inputs, then one tensor per hidden layer.
 
-    Input ``i`` has degree ``order[i] + 1`` (its position, 1-based). Hidden units cycle
+    Input ``i`` has degree ``order[i] + 1`` (its position, 1-based); a hidden unit of degree
+    ``k`` may depend on inputs of degree ``<= k``. ``kind="cycle"``: hidden units cycle
     through ``1 .. D - 1`` (deterministic, so every degree is represented when the layer is
-    wide enough); a hidden unit of degree ``k`` may depend on inputs of degree ``<= k``.
+    wide enough). ``kind="random"`` (Germain et al. 2015, Section 4): each unit of layer
+    ``l`` draws its degree uniformly from ``min(degrees of layer l-1) .. D - 1`` with
+    ``generator`` (give a seeded one for a reproducible model).
     """
+    if kind not in MADE_DEGREES:
+        raise ValueError(f"degrees must be one of {MADE_DEGREES}, got {kind!r}")
     degrees = [order + 1]
     for width in hidden:
-        if input_dim > 1:
-            degrees.append(torch.arange(width) % (input_dim - 1) + 1)
-        else:  # nothing precedes the only dimension: hidden units see no input
+        if input_dim <= 1:  # nothing precedes the only dimension: hidden units see no input
             degrees.append(torch.full((width,), input_dim + 1))
+        elif kind == "cycle":
+            degrees.append(torch.arange(width) % (input_dim - 1) + 1)
+        else:
+            low = min(int(degrees[-1].min()), input_dim - 1)
+            degrees.append(torch.randint(low, input_dim, (width,), generator=generator))
     return degrees
 
 
@@ -70,7 +88,11 @@ class MADE(nn.Module):
     ``likelihood="bernoulli"`` (binary data; grey levels in [0, 1] are scored as soft labels)
     or ``"gaussian"`` (continuous data: ``x_d ~ N(mu_d(x_<d), sigma_d(x_<d))``). ``order`` is
     a permutation of ``range(input_dim)`` giving each dimension's position in the
-    autoregressive order (default: the natural order).
+    autoregressive order (default: the natural order). ``degrees`` picks the hidden units'
+    degrees (:func:`made_degrees`: ``"cycle"``, or ``"random"`` drawn with ``mask_seed``, so
+    the same settings rebuild the same masks). ``direct=True`` adds a masked linear
+    connection from the inputs straight to the outputs (output ``d`` sees the inputs before
+    ``d``), as the paper's code does with ``direct_input_connect Output``.
     """
 
     def __init__(
@@ -81,8 +103,13 @@ class MADE(nn.Module):
         order: Sequence[int] | torch.Tensor | None = None,
         activation: str = "relu",
         min_scale: float = 1e-3,
+        degrees: str = "cycle",
+        mask_seed: int = 0,
+        direct: bool = False,
     ):
         super().__init__()
+        if degrees not in MADE_DEGREES:
+            raise ValueError(f"degrees must be one of {MADE_DEGREES}, got {degrees!r}")
         if likelihood not in MADE_LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {MADE_LIKELIHOODS}, got {likelihood!r}")
         if input_dim <= 0:
@@ -104,30 +131,41 @@ class MADE(nn.Module):
             order=order_t.tolist(),
             activation=activation,
             min_scale=min_scale,
+            degrees=degrees,
+            mask_seed=mask_seed,
+            direct=direct,
         )
         self.register_buffer("order", order_t)
-        degrees = made_degrees(input_dim, list(hidden), order_t)
+        gen = torch.Generator().manual_seed(int(mask_seed))
+        degs = made_degrees(input_dim, list(hidden), order_t, kind=degrees, generator=gen)
         layers: list[nn.Module] = []
-        for d_in, d_out in zip(degrees[:-1], degrees[1:]):
+        for d_in, d_out in zip(degs[:-1], degs[1:]):
             layers += [
                 MaskedLinear(len(d_in), len(d_out), d_out[:, None] >= d_in[None, :]),
                 ACTIVATIONS[activation](),
             ]
         self.num_params = 1 if likelihood == "bernoulli" else 2
         out_deg = (order_t + 1).repeat(self.num_params)
-        layers.append(MaskedLinear(len(degrees[-1]), len(out_deg), out_deg[:, None] > degrees[-1][None, :]))
+        layers.append(MaskedLinear(len(degs[-1]), len(out_deg), out_deg[:, None] > degs[-1][None, :]))
         self.net = nn.Sequential(*layers)
+        # only when asked for, so that the weights of a model without it keep their names
+        self.direct = (
+            MaskedLinear(input_dim, len(out_deg), out_deg[:, None] > degs[0][None, :], bias=False)
+            if direct
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the conditionals' parameters ``(N, num_params * D)``: logits, or [means, raw scales]."""
-        return self.net(x)
+        out = self.net(x)
+        return out if self.direct is None else out + self.direct(x)
 
     def conditional(self, x: torch.Tensor) -> dist.TorchDistribution:
         """Return ``prod_d p(x_d | x_<d)`` evaluated with the prefixes of ``x``, event shape ``(D,)``.
 
         Its ``log_prob(x)`` is the exact log-likelihood of ``x``.
         """
-        out = self.net(x)
+        out = self(x)
         if self.likelihood == "bernoulli":
             # validate_args off: grey levels are scored as soft labels (check_data enforces [0, 1]).
             return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
@@ -197,12 +235,43 @@ class MaskedConv2d(nn.Conv2d):
         return self._conv_forward(x, self.weight * self.mask, self.bias)
 
 
-class PixelCNN(nn.Module):
-    """A small PixelCNN with Bernoulli pixels over flattened one-channel images ``(N, H*W)``.
+PIXELCNN_BLOCKS = ("conv", "bottleneck")
 
-    One type-A masked ``first_kernel`` convolution, ``num_layers`` type-B 3x3 masked
-    convolutions with residual connections, then two 1x1 convolutions to one logit per pixel.
-    ``first_kernel`` defaults to 5 for images up to 8x8 and 7 above.
+
+class ResidualBlock(nn.Module):
+    """The residual block of van den Oord et al. (2016, Figure 5) for PixelCNN.
+
+    ``x + conv1x1(relu(conv3x3_B(relu(conv1x1(relu(x))))))``: ``channels`` (the paper's
+    ``2h``) feature maps in and out, ``hidden`` (``h``) inside, one type-B masked 3x3
+    convolution. With one colour channel the paper's type-B 1x1 convolutions are plain 1x1
+    convolutions, so the block keeps the autoregressive property of its masked 3x3.
+    """
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, hidden, 1)
+        self.conv = MaskedConv2d(hidden, hidden, 3, "B")
+        self.expand = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``x`` plus the block's residual, same shape ``(N, channels, H, W)``."""
+        h = self.reduce(torch.relu(x))
+        h = self.conv(torch.relu(h))
+        return x + self.expand(torch.relu(h))
+
+
+class PixelCNN(nn.Module):
+    """A PixelCNN with Bernoulli pixels over flattened one-channel images ``(N, H*W)``.
+
+    One type-A masked ``first_kernel`` convolution to ``channels`` feature maps, then
+    ``num_layers`` residual layers, then ReLU, a 1x1 convolution, ReLU and a 1x1 convolution
+    to one logit per pixel (the paper's two output layers). ``block`` picks the residual
+    layers: ``"conv"`` (default) adds a type-B 3x3 masked convolution of ``relu(h)`` to ``h``;
+    ``"bottleneck"`` is the block of van den Oord et al. (2016, Figure 5,
+    :class:`ResidualBlock`) with ``hidden`` feature maps inside (default ``channels // 2``,
+    the paper's ``h`` of ``2h``). ``first_kernel`` defaults to 5 for images up to 8x8 and 7
+    above. The paper's binarized-MNIST model is ``first_kernel=7, block="bottleneck",
+    num_layers=15``.
     """
 
     def __init__(
@@ -211,18 +280,30 @@ class PixelCNN(nn.Module):
         channels: int = 32,
         num_layers: int = 4,
         first_kernel: int | None = None,
+        block: str = "conv",
+        hidden: int | None = None,
     ):
         super().__init__()
         if len(shape) != 2 or min(shape) <= 0:
             raise ValueError(f"shape must be (H, W) with positive sides, got {tuple(shape)}")
         if channels <= 0 or num_layers < 0:
             raise ValueError(f"channels must be positive and num_layers >= 0, got {channels}, {num_layers}")
+        if block not in PIXELCNN_BLOCKS:
+            raise ValueError(f"block must be one of {PIXELCNN_BLOCKS}, got {block!r}")
+        if hidden is not None and (block != "bottleneck" or hidden <= 0):
+            raise ValueError(f"hidden goes with block='bottleneck' and must be positive, got {hidden}")
         self.shape = (int(shape[0]), int(shape[1]))
         self.input_dim = self.shape[0] * self.shape[1]
         k = first_kernel or (5 if max(self.shape) <= 8 else 7)
         self.config = dict(shape=list(self.shape), channels=channels, num_layers=num_layers, first_kernel=k)
         self.first = MaskedConv2d(1, channels, k, "A")
-        self.layers = nn.ModuleList(MaskedConv2d(channels, channels, 3, "B") for _ in range(num_layers))
+        if block == "conv":  # the module names of the original small model: its checkpoints load
+            self.layers = nn.ModuleList(MaskedConv2d(channels, channels, 3, "B") for _ in range(num_layers))
+        else:
+            width = hidden or max(1, channels // 2)
+            self.config.update(block=block, hidden=width)
+            self.layers = nn.ModuleList(ResidualBlock(channels, width) for _ in range(num_layers))
+        self.block = block
         self.head = nn.Sequential(
             nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 1, 1)
         )
@@ -231,7 +312,7 @@ class PixelCNN(nn.Module):
         """Return logits ``(N, 1, h, W)`` for images ``(N, 1, h, W)`` (any number of rows ``h``)."""
         h = self.first(2.0 * img - 1.0)
         for layer in self.layers:
-            h = h + layer(torch.relu(h))
+            h = h + layer(torch.relu(h)) if self.block == "conv" else layer(h)
         return self.head(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -179,8 +179,6 @@ def test_pixelcnn_family_rejects_non_binary_and_non_image_data():
     assert net.shape == (8, 8)
 
 
-
-
 def test_gaussian_made_learns_a_nonlinear_conditional():
     # x1 ~ N(0, 1), x2 | x1 ~ N(x1^2, 0.1^2): entropy H = 2 * 0.5 * log(2 pi e) + log 0.1 nats.
     g = torch.Generator().manual_seed(1)
@@ -204,3 +202,154 @@ def test_pixelcnn_logits_on_cropped_rows_equal_full_image_logits():
     img = x.reshape(3, 1, 6, 5)
     for r in range(6):
         assert torch.allclose(net._logit_map(img[:, :, : r + 1])[:, 0, r], full[:, r], atol=1e-6)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_made_random_degrees_and_direct_connection_keep_the_autoregressive_property(likelihood):
+    order = [3, 0, 5, 1, 4, 2]
+    made = MADE(6, hidden=(12, 9), likelihood=likelihood, order=order, degrees="random", direct=True)
+    for p in made.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    jac = _jacobian(made, torch.randn(6)).abs()
+    pos = made.order
+    allowed = pos[None, :] < pos[:, None]
+    for p in range(made.num_params):
+        block = jac[p * 6 : (p + 1) * 6]
+        assert torch.all(block[~allowed] == 0)
+        # the direct connection alone reaches every allowed input
+        assert torch.all(block[allowed] > 0)
+
+
+def test_made_random_degrees_follow_the_paper_and_the_seed():
+    from pyro_gen.models.autoregressive import made_degrees
+
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(3))
+    degs = made_degrees(10, [400, 400], order, kind="random", generator=torch.Generator().manual_seed(1))
+    assert torch.equal(degs[0], order + 1)
+    for prev, layer in zip(degs[:-1], degs[1:]):
+        # uniform on min(previous layer) .. D - 1: every value there is drawn, nothing outside
+        assert set(layer.tolist()) == set(range(int(prev.min()), 10))
+    again = made_degrees(10, [400, 400], order, kind="random", generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(degs, again))
+    a = MADE(8, hidden=(16,), degrees="random", mask_seed=5)
+    b = MADE(8, hidden=(16,), degrees="random", mask_seed=5)
+    c = MADE(8, hidden=(16,), degrees="random", mask_seed=6)
+    assert torch.equal(a.net[0].mask, b.net[0].mask) and not torch.equal(a.net[0].mask, c.net[0].mask)
+    with pytest.raises(ValueError, match="degrees"):
+        MADE(4, degrees="sorted")
+
+
+@pytest.mark.parametrize("degrees, direct", [("random", False), ("cycle", True), ("random", True)])
+def test_made_new_options_sum_to_one_over_all_binary_vectors(degrees, direct):
+    made = MADE(5, hidden=(7, 6), order=[4, 2, 0, 1, 3], degrees=degrees, direct=direct, mask_seed=2)
+    for p in made.parameters():
+        torch.nn.init.normal_(p, std=1.0)
+    total = made.log_prob(_all_binary(5)).exp().sum()
+    assert abs(float(total) - 1.0) < 1e-5
+
+
+def test_made_without_the_new_options_keeps_its_weight_names():
+    made = MADE(4, hidden=(8,))
+    assert made.direct is None
+    assert sorted(made.state_dict()) == [
+        "net.0.bias",
+        "net.0.mask",
+        "net.0.weight",
+        "net.2.bias",
+        "net.2.mask",
+        "net.2.weight",
+        "order",
+    ]
+    direct = MADE(4, hidden=(8,), direct=True)
+    assert direct.direct.bias is None and direct.direct.mask.tolist() == [
+        [0, 0, 0, 0],
+        [1, 0, 0, 0],
+        [1, 1, 0, 0],
+        [1, 1, 1, 0],
+    ]
+
+
+@pytest.mark.parametrize("shape, layers", [((8, 8), 3), ((6, 5), 2)])
+def test_pixelcnn_bottleneck_blocks_keep_the_receptive_field_causal(shape, layers):
+    net = PixelCNN(shape, channels=8, num_layers=layers, first_kernel=7, block="bottleneck")
+    assert net.config["hidden"] == 4
+    d = shape[0] * shape[1]
+    x = torch.bernoulli(torch.full((d,), 0.5))
+    jac = _jacobian(net, x).abs()
+    later_or_same = torch.arange(d)[None, :] >= torch.arange(d)[:, None]
+    assert torch.all(jac[later_or_same] == 0)
+    w = shape[1]
+    assert all(jac[i, i - 1] > 0 for i in range(1, d) if i % w)
+    assert all(jac[i, i - w] > 0 for i in range(w, d))
+    # perturbing pixel d and every later one leaves the logits of pixels <= d unchanged
+    xs = x[None].repeat(2, 1)
+    cut = d // 2
+    xs[1, cut:] = 1 - xs[1, cut:]
+    out = net(xs)
+    assert torch.allclose(out[0, : cut + 1], out[1, : cut + 1]) and not torch.allclose(out[0], out[1])
+
+
+def test_pixelcnn_bottleneck_probabilities_sum_to_one_and_sampler_rows_agree():
+    net = PixelCNN((2, 3), channels=4, num_layers=2, first_kernel=3, block="bottleneck", hidden=3)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=1.0)
+    assert abs(float(net.log_prob(_all_binary(6)).exp().sum()) - 1.0) < 1e-5
+    x = torch.bernoulli(torch.full((3, 6), 0.5))
+    full = net(x).reshape(3, 2, 3)
+    img = x.reshape(3, 1, 2, 3)
+    for r in range(2):
+        assert torch.allclose(net._logit_map(img[:, :, : r + 1])[:, 0, r], full[:, r], atol=1e-6)
+
+
+def test_pixelcnn_default_keeps_its_weight_names_and_rejects_bad_blocks():
+    net = PixelCNN((4, 4), channels=4, num_layers=1)
+    assert sorted(net.state_dict()) == [
+        "first.bias",
+        "first.mask",
+        "first.weight",
+        "head.1.bias",
+        "head.1.weight",
+        "head.3.bias",
+        "head.3.weight",
+        "layers.0.bias",
+        "layers.0.mask",
+        "layers.0.weight",
+    ]
+    assert "block" not in net.config
+    with pytest.raises(ValueError, match="block"):
+        PixelCNN((4, 4), block="gated")
+    with pytest.raises(ValueError, match="hidden"):
+        PixelCNN((4, 4), hidden=3)
+
+
+def test_pixelcnn_run_folder_of_the_earlier_settings_loads(tmp_path):
+    # a run folder whose config.json predates the block settings loads as the plain model
+    import json
+
+    from pyro_gen.runs import load_run, run_fit
+
+    metrics = run_fit(
+        "pixelcnn", "digits", out=tmp_path, options={"channels": 4, "layers": 1}, steps=2, progress=False
+    )
+    config = json.loads((tmp_path / "config.json").read_text())
+    for key in ("block", "hidden"):
+        config["model"].pop(key)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    model, _ = load_run(tmp_path)
+    assert isinstance(model, PixelCNN) and model.block == "conv"
+    from pyro_gen.data import load_data
+
+    test = load_data("digits", binarize="dynamic", seed=0).test
+    assert abs(float(model.log_prob(test).mean()) - metrics["test_log_likelihood"]) < 1e-4
+
+
+def test_made_family_run_folder_with_the_paper_masks_round_trip(tmp_path):
+    from pyro_gen.data import load_data
+    from pyro_gen.runs import load_run, run_fit
+
+    options = {"hidden": "32", "order": "random", "degrees": "random", "direct": True, "mask_seed": 4}
+    metrics = run_fit("made", "digits", out=tmp_path, options=options, steps=3, progress=False)
+    model, config = load_run(tmp_path)
+    assert config["model"]["degrees"] == "random" and model.direct is not None
+    test = load_data("digits", binarize="dynamic", seed=0).test
+    assert abs(float(model.log_prob(test).mean()) - metrics["test_log_likelihood"]) < 1e-4
