@@ -34,20 +34,20 @@ def test_made_rows_and_settings_per_budget():
     assert rep.row("made-2h-32masks").unavailable.startswith("not available")
     assert rep.row("made-2h-32masks").family is None
     settings = {b: row.settings(b) for b in ("smoke", "quick", "paper")}
+    assert settings["paper"]["model"] == {
+        "hidden": "500",
+        "likelihood": "bernoulli",
+        "order": "random",
+        "degrees": "random",
+        "mask_seed": 0,
+        "direct": True,
+        "activation": "relu",
+    }
+    assert settings["quick"]["model"] == {**settings["paper"]["model"], "direct": False}
     assert settings["smoke"]["model"]["hidden"] == "16"
-    for s in (settings["quick"], settings["paper"]):
-        assert s["model"] == {
-            "hidden": "500",
-            "likelihood": "bernoulli",
-            "order": "random",
-            "degrees": "random",
-            "mask_seed": 0,
-            "direct": True,
-            "activation": "relu",
-        }
     for s in settings.values():
         assert s["run"]["binarize"] == "static" and s["train"]["batch_size"] == 100
-        assert s["trainer"] == {} and s["model"]["degrees"] == "random" and s["model"]["direct"] is True
+        assert s["trainer"] == {} and s["model"]["degrees"] == "random" and s["model"]["order"] == "random"
     paper = settings["paper"]["train"]
     assert (
         (paper["optimizer"], paper["lr"], paper["epochs"])
@@ -60,6 +60,7 @@ def test_made_rows_and_settings_per_budget():
     )
     quick = settings["quick"]["train"]
     assert (quick["epochs"], quick["optimizer"], quick["lr"]) == (QUICK_EPOCHS, "adam", 1e-3)
+    assert (quick["lr_schedule"], quick["warmup_steps"]) == ("cosine", 600)
     assert settings["smoke"]["train"]["steps"] == 3 and "epochs" not in settings["smoke"]["train"]
     assert settings["paper"]["run"]["eval_points"] is None and settings["quick"]["run"]["eval_points"] is None
     assert settings["smoke"]["run"]["eval_points"] == 8
