@@ -55,6 +55,7 @@ import torch
 from pyro.distributions import constraints
 from pyro.distributions.torch_distribution import TorchDistribution
 from pyro.distributions.torch_transform import TransformModule
+from pyro.distributions.transforms.utils import clamp_preserve_gradients
 from pyro.nn import AutoRegressiveNN, DenseNN
 from torch import nn
 from torch.distributions.transforms import Transform
@@ -201,6 +202,45 @@ class InvertibleNeuralAutoregressive(T.NeuralAutoregressive):
         return x
 
 
+class IncrementalAffineAutoregressive(T.AffineAutoregressive):
+    """Pyro's affine autoregressive transform (a MADE) with a faster sequential inverse.
+
+    Pyro inverts ``y = mu(x) + exp(s(x)) x`` one coordinate at a time with a full pass of the
+    MADE per coordinate. Here the first layer's pre-activations are updated by one column per
+    coordinate set (a rank-one update), the other hidden layers are recomputed, and only the
+    two output units of the next coordinate are formed: per coordinate about ``H + (L - 1) H^2
+    + 2H`` multiply-adds instead of ``D H + (L - 1) H^2 + 2 D H`` (``L`` hidden layers of ``H``
+    units over ``D`` inputs), the same values up to rounding. MADEs with skip connections, or
+    the ``stable`` variant, use Pyro's inverse.
+    """
+
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        arn = self.arn
+        if arn.skip_layer is not None or arn.output_multiplier != 2 or not arn.all_ones:
+            return super()._inverse(y)
+        d = y.shape[-1]
+        flat = y.reshape(-1, d)
+        layers = list(arn.layers)
+        weights = [layer.mask * layer.weight for layer in layers]
+        first_w, first_b = weights[0], layers[0].bias
+        out_w, out_b = weights[-1], layers[-1].bias
+        x = torch.zeros_like(flat)
+        pre = first_b.expand(flat.shape[0], -1).clone()  # first layer's pre-activations at x = 0
+        lo, hi = self.log_scale_min_clip, self.log_scale_max_clip
+        for idx in arn.permutation.tolist():
+            h = arn.f(pre)
+            for w, layer in zip(weights[1:-1], layers[1:-1], strict=True):
+                h = arn.f(torch.nn.functional.linear(h, w, layer.bias))
+            mean = h @ out_w[idx] + out_b[idx]
+            log_scale = clamp_preserve_gradients(h @ out_w[d + idx] + out_b[d + idx], lo, hi)
+            x[:, idx] = (flat[:, idx] - mean) * torch.exp(-log_scale)
+            pre = pre + x[:, idx : idx + 1] * first_w[:, idx]
+        x = x.reshape(y.shape)
+        _, log_scale = arn(x)
+        self._cached_log_scale = clamp_preserve_gradients(log_scale, min=lo, max=hi)
+        return x
+
+
 class MaskedAffineCoupling(TransformModule):
     """The affine coupling layer of RealNVP as Papamakarios et al. (2017) build it (their
     ``nvps.CouplingLayer``): a binary mask ``m`` (alternating coordinates, ``m_i = (i + parity)
@@ -341,9 +381,10 @@ def make_transform(
         return m, m.inv
     if name == "maf":
         if made_order == "sequential":
-            m = T.AffineAutoregressive(AutoRegressiveNN(dim, hidden, permutation=torch.arange(dim)))
+            arn = AutoRegressiveNN(dim, hidden, permutation=torch.arange(dim))
         else:
-            m = T.affine_autoregressive(dim, hidden_dims=hidden)
+            arn = AutoRegressiveNN(dim, hidden)  # a random input order, as Pyro's helper draws it
+        m = IncrementalAffineAutoregressive(arn)
         return m, m.inv
     # naf: Pyro's helper builds a plain NeuralAutoregressive; rebuild it with our inverse.
     proto = T.neural_autoregressive(dim, hidden_dims=hidden)

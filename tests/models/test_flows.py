@@ -354,7 +354,8 @@ def _inputs_of_batch_norm_layers(flow: FlowDensity, x: torch.Tensor) -> list[tor
     return seen
 
 
-def test_full_batch_norm_statistics_are_those_of_each_layers_input_and_normalize(float64):
+@pytest.mark.parametrize(("name", "bn_last"), [("maf", False), ("maf", True), ("masked_coupling", True)])
+def test_full_batch_norm_statistics_are_those_of_each_layers_input_and_normalize(name, bn_last, float64):
     """After a short training on small minibatches, set_batch_norm_statistics gives every layer
     the mean/variance of its input over the training set (inputs through the layers below in
     eval mode); eval mode then is a normalized density that agrees with train mode on one batch
@@ -363,16 +364,17 @@ def test_full_batch_norm_statistics_are_those_of_each_layers_input_and_normalize
 
     torch.manual_seed(0)
     x = _mixture(600, seed=1)
-    flow = FlowDensity(2, "maf", depth=4, hidden=(16, 16), batch_norm=True).init_from_data(x)
+    flow = FlowDensity(2, name, depth=4, hidden=(16, 16), batch_norm=True, bn_last=bn_last)
+    flow.init_from_data(x)
     # estimator="reparam": the compiled default falls over on this float64 flow (tracing raises a
     # NotImplementedError without a message, which the fallback cannot format)
     fit(flow, x, steps=150, batch_size=8, lr=5e-3, progress=False, estimator="reparam")
     flow.eval()
     running = _copy(flow)
     layers = batch_norm_layers(flow)
-    assert len(layers) == 3 and flow.bn_stats == "running"
+    assert len(layers) == 3 + bn_last and flow.bn_stats == "running"
     summary = set_batch_norm_statistics(flow, x, batch_size=64)  # batches that do not divide 600
-    assert summary["bn_layers"] == 3 and summary["bn_points"] == 600 and flow.bn_stats == "full"
+    assert summary["bn_layers"] == 3 + bn_last and summary["bn_points"] == 600 and flow.bn_stats == "full"
     # (a) each layer's statistics are the full-data mean/variance of its input, computed directly
     for bn, inp in zip(layers, _inputs_of_batch_norm_layers(flow, x), strict=True):
         assert torch.allclose(bn.moving_mean, inp.mean(0), atol=1e-10)
@@ -484,3 +486,144 @@ def test_cli_fit_flow_with_batch_norm_records_the_statistics_and_evaluate_agrees
     r = json.loads((run / "metrics.json").read_text())
     assert r["bn_stats"] == "running" and "test_log_likelihood_running_stats" not in r
     assert r["test_log_likelihood"] == pytest.approx(m["test_log_likelihood_running_stats"], abs=1e-6)
+
+
+# --------------------------------------------------------------------------- logit space (MAF's metric)
+def test_dequantize_once_is_seeded_and_stays_in_each_pixels_bin():
+    from pyro_gen.models.flows import dequantize_once
+
+    x = torch.randint(0, 256, (50, 7)).float() / 255
+    v = dequantize_once(x, 256, seed=3)
+    assert v.dtype == torch.float64
+    assert torch.equal(torch.floor(v * 256), torch.round(x.double() * 255))  # (k + u)/256, u in [0, 1)
+    assert torch.equal(v, dequantize_once(x, 256, seed=3))
+    assert not torch.equal(v, dequantize_once(x, 256, seed=4))
+    # the noise is drawn for the whole array at once: rows do not depend on the rows after them
+    assert torch.equal(dequantize_once(x[:10], 256, seed=3), v[:10])
+
+
+def test_logit_pixels_and_their_jacobian_in_closed_form():
+    from pyro_gen.models.flows import logit_log_jacobian, logit_pixels
+
+    a = 1e-6
+    v = torch.tensor([[0.0, 0.25, 0.5, 1.0 - 1e-9]], dtype=torch.float64)
+    s = a + (1 - 2 * a) * v
+    assert torch.allclose(logit_pixels(v, a), torch.log(s / (1 - s)), rtol=1e-6)
+    assert float(logit_pixels(v, a)[0, 0]) == pytest.approx(math.log(a / (1 - a)), rel=1e-12)
+    # symmetric to full precision near 1 (1 - s is formed without cancelling)
+    assert torch.allclose(logit_pixels(1 - v, a), -logit_pixels(v, a), rtol=1e-12, atol=0)
+    # the Jacobian is that of the map, by autograd
+    vv = v.clone().requires_grad_(True)
+    grad = torch.autograd.grad(logit_pixels(vv, a).sum(), vv)[0]
+    assert float(logit_log_jacobian(v, a)[0]) == pytest.approx(float(grad.log().sum()), rel=1e-10)
+    with pytest.raises(ValueError, match="alpha"):
+        logit_pixels(v, 0.5)
+
+
+def test_logit_space_log_likelihood_of_the_standardization_alone_is_a_gaussian_in_closed_form(float64):
+    """An identity-initialised MAF is only its standardization: log p(y) is the Gaussian density
+    of the standardized logits minus the log of the scales, nothing else (no - D log L, no
+    Jacobian of the logit map)."""
+    from pyro_gen.models.flows import dequantize_once, logit_pixels
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (40, 6)).double() / 255
+    flow = FlowDensity(6, "maf", depth=2, hidden=(12,), identity_init=True, num_levels=256, alpha=1e-6)
+    flow.init_from_data(x).eval()
+    y = logit_pixels(dequantize_once(x, 256, seed=7), 1e-6)
+    z = (y - flow.loc) / flow.scale
+    expected = dist.Normal(0.0, 1.0).log_prob(z).sum(-1) - flow.scale.log().sum()
+    got = flow.logit_log_likelihood(x, seed=7, batch_size=16)  # batches that do not divide 40
+    assert torch.allclose(got, expected, atol=1e-9)
+    with pytest.raises(ValueError, match="image flows"):
+        FlowDensity(2, "maf", depth=1, hidden=(4,)).logit_log_likelihood(torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize("name", ["maf", "masked_coupling"])
+def test_logit_space_log_likelihood_is_the_pixel_density_minus_the_logit_jacobian(name, float64):
+    """log p(y) = log p_c(v) - sum log|dy/dv| for a trained-looking (perturbed) flow with batch norm."""
+    from pyro_gen.models.flows import dequantize_once, logit_log_jacobian
+
+    torch.manual_seed(1)
+    x = torch.randint(0, 256, (30, 6)).double() / 255
+    flow = FlowDensity(
+        6, name, depth=3, hidden=(12,), batch_norm=True, bn_last=True, num_levels=256, alpha=1e-6
+    )
+    flow.init_from_data(x)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    flow.eval()
+    v = dequantize_once(x, 256, seed=2)
+    expected = flow.log_prob(v) - logit_log_jacobian(v, 1e-6)
+    assert torch.allclose(flow.logit_log_likelihood(x, seed=2), expected, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the paper's MAF and RealNVP
+def test_masked_coupling_alternates_its_mask_and_starts_at_identity(float64):
+    torch.manual_seed(0)
+    flow = FlowDensity(5, "masked_coupling", depth=2, hidden=(8, 8), permutation="none")
+    first, second = flow.layers[0], flow.layers[1]
+    assert first.mask.tolist() == [0, 1, 0, 1, 0] and second.mask.tolist() == [1, 0, 1, 0, 1]
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    u = torch.randn(4, 5)
+    y = _fresh(first, u)
+    assert torch.equal(y[:, 1::2], u[:, 1::2]) and not torch.allclose(y[:, ::2], u[:, ::2])
+    # tanh hidden units in the scale network, relu in the shift network
+    assert isinstance(first.scale_net[1], torch.nn.Tanh) and isinstance(first.shift_net[1], torch.nn.ReLU)
+    plain = FlowDensity(5, "masked_coupling", depth=3, hidden=(8,), identity_init=True)
+    plain.init_from_data(torch.randn(40, 5))
+    z = torch.randn(7, 5)
+    assert torch.allclose(plain.log_prob(z), dist.Normal(plain.loc, plain.scale).log_prob(z).sum(-1))
+
+
+def test_sequential_made_order_is_autoregressive_in_coordinate_order(float64):
+    torch.manual_seed(0)
+    module, _ = make_transform("maf", 4, hidden=(8, 8), made_order="sequential")
+    assert module.arn.permutation.tolist() == [0, 1, 2, 3]
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(4)
+    jac = torch.autograd.functional.jacobian(lambda v: _fresh(module, v.unsqueeze(0)).squeeze(0), x)
+    assert torch.equal(jac.triu(1), torch.zeros(4, 4)) and bool((jac.diagonal() != 0).all())
+    with pytest.raises(ValueError, match="made_order"):
+        make_transform("maf", 4, hidden=(8,), made_order="backwards")
+
+
+def test_bn_last_puts_a_batch_norm_layer_after_every_block():
+    import pyro.distributions.transforms as T
+
+    from pyro_gen.models.flows import batch_norm_layers
+
+    flow = FlowDensity(3, "maf", depth=3, hidden=(8,), batch_norm=True, bn_last=True)
+    assert len(batch_norm_layers(flow)) == 3 and isinstance(flow._generative[0], T.BatchNorm)
+    assert flow.config["bn_last"] is True
+    assert len(batch_norm_layers(FlowDensity(3, "maf", depth=3, hidden=(8,), batch_norm=True))) == 2
+    with pytest.raises(ValueError, match="needs batch_norm"):
+        FlowDensity(3, "maf", depth=2, hidden=(8,), bn_last=True)
+
+
+@pytest.mark.parametrize("hidden", [(9,), (9, 7)])
+def test_maf_incremental_inverse_equals_pyros_inverse(hidden, float64):
+    """The faster sequential inverse gives Pyro's values (and log-scales) for one or two hidden layers."""
+    import pyro.distributions.transforms as T
+
+    from pyro_gen.models.flows import IncrementalAffineAutoregressive
+
+    torch.manual_seed(0)
+    module, _ = make_transform("maf", 5, hidden=[max(h, 5) for h in hidden])
+    assert isinstance(module, IncrementalAffineAutoregressive)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    y = torch.randn(2, 3, 5)  # batch dimensions are kept
+    module.clear_cache()
+    ours = module._inverse(y)
+    ours_scale = module._cached_log_scale
+    theirs = T.AffineAutoregressive._inverse(module, y)
+    assert ours.shape == y.shape
+    assert torch.allclose(ours, theirs, atol=1e-10)
+    assert torch.allclose(ours_scale, module._cached_log_scale, atol=1e-10)
