@@ -411,3 +411,22 @@ def test_the_committed_iwae_table_reads_and_renders_as_it_was():
     d = Path(__file__).resolve().parents[2] / "benchmarks/results/reproduce/iwae-table1-quick-stages"
     table = read_table(d)
     assert render_markdown(table) == (d / TABLE_MD).read_text()
+
+
+def test_an_extra_metric_missing_in_some_seeds_is_averaged_over_the_others_and_counted(tmp_path, monkeypatch):
+    calls = []
+    fake = _fake_run_row(calls)
+
+    def no_hq_for_seed_1(rep, row, budget, run_dir, data, device, progress, seed=None):
+        metrics = fake(rep, row, budget, run_dir, data, device, progress, seed=seed)
+        if seed == 1:
+            metrics["hq"] = float("nan")  # e.g. a KL without any high-quality sample
+            (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    monkeypatch.setattr(drv, "run_row", no_hq_for_seed_1)
+    table = drv.reproduce(_fake_rep(), budget="smoke", out=tmp_path / "t", progress=False)
+    e = table["rows"][0]
+    assert e["per_seed"][1]["extra"]["hq"] is None and e["extra_seeds"]["hq"] == 2
+    assert e["extra"]["hq"] == pytest.approx(91.0) and e["extra_std"]["hq"] == pytest.approx(1.4142, abs=1e-3)
+    assert "| 91.0 ± 1.4 (2 of 3 seeds) |" in (tmp_path / "t" / TABLE_MD).read_text()

@@ -165,7 +165,8 @@ def seeds_entry(
     ``records`` maps a seed to its record: a :func:`done_entry` (status ``done``) or one with
     status ``failed: ...``; seeds without a record are pending, ``running`` is the seed being
     run. ``ours`` / ``ours_std`` are the mean and sample standard deviation over the done
-    seeds (likewise ``extra`` / ``extra_std`` per extra metric), ``difference`` mean -
+    seeds (likewise ``extra`` / ``extra_std`` per extra metric, over the done seeds where the
+    metric has a value, counted in ``extra_seeds``), ``difference`` mean -
     published; the times are sums over the seeds; ``steps``, ``epochs``, ``device``,
     ``threads`` and ``hardware`` come from the last done seed. Status: ``done`` when every seed
     is done, else ``running`` (a seed is running), ``failed: seed S: ...`` (a seed failed),
@@ -195,6 +196,9 @@ def seeds_entry(
         }
         entry["extra"] = {k: v[0] for k, v in stats.items()}
         entry["extra_std"] = {k: v[1] for k, v in stats.items()}
+        entry["extra_seeds"] = {
+            m.key: sum((r.get("extra") or {}).get(m.key) is not None for r in done) for m in rep.extra_metrics
+        }
     last = done[-1] if done else {}
     for key in ("estimator", "epochs", "steps", "k", "eval_points", "device", "threads", "hardware"):
         entry[key] = last.get(key)
@@ -336,14 +340,16 @@ def render_markdown(table: dict[str, Any]) -> str:
         for m in extras:
             if published[m["key"]]:
                 cells.append(_num((e.get("published_extra") or {}).get(m["key"]), m.get("fmt", ".2f")))
-            cells.append(
-                _ours_cell(
-                    (e.get("extra") or {}).get(m["key"]),
-                    (e.get("extra_std") or {}).get(m["key"]),
-                    m.get("fmt", ".2f"),
-                    bool(e.get("seeds")),
-                )
+            cell = _ours_cell(
+                (e.get("extra") or {}).get(m["key"]),
+                (e.get("extra_std") or {}).get(m["key"]),
+                m.get("fmt", ".2f"),
+                bool(e.get("seeds")),
             )
+            n = (e.get("extra_seeds") or {}).get(m["key"])
+            if cell != "-" and isinstance(n, int) and n < (e.get("seeds_done") or 0):
+                cell += f" ({n} of {e['seeds_done']} seeds)"
+            cells.append(cell)
         if likelihood:
             cells += [str(e.get("k") or "-"), str(e.get("eval_points") or "-")]
         else:
@@ -382,7 +388,8 @@ def render_markdown(table: dict[str, Any]) -> str:
     if seeds:
         lines.append(
             "Rows over several seeds: ours = mean ± sample standard deviation (n - 1) over the seeds "
-            "done, difference = mean - published, seeds = done/run, times summed over the seeds; "
+            "done (an extra metric's over the seeds where it has a value, their count shown when some "
+            "lack one), difference = mean - published, seeds = done/run, times summed over the seeds; "
             "each seed's run folder is ROW/seed-S."
         )
         lines.append("")
