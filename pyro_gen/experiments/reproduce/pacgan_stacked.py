@@ -24,10 +24,10 @@ from .spec import Metric, Reproduction, Row
 
 #: generator steps (each after one critic step): the paper's 50 epochs of 2,000 iterations
 PAPER_STEPS = 100_000
-#: quick budget: measured on one thread of the 2-core CPU machine at width 16, 0.20 s (DCGAN) and
-#: 0.30 s (PacDCGAN2, 128 images a step) per step at load 3 and about 0.7 s at load 10, so
-#: 4,000 steps are 13 and 20 minutes at load 3, up to 45 minutes each at load 10; the classifier
-#: (2 epochs, once per process) and the 26,000 samples of each row add a few minutes
+#: quick budget: on one thread of the 2-core CPU machine at width 16, 0.22 s (DCGAN) and 0.33 s
+#: (PacDCGAN2, 128 images a step) per step at load 7-10 (the quick run; 0.20 and 0.30 s in a bare
+#: timing at load 3), so 4,000 steps are 15 and 22 minutes; the classifier (2 epochs, once per
+#: process) and the 26,000 samples of the first row took 5 minutes more
 STEPS = {"smoke": 3, "quick": 4000, "paper": PAPER_STEPS}
 WIDTH = {"smoke": 2, "quick": 16, "paper": 64}
 BATCH = {"smoke": 8, "quick": 64, "paper": 64}  # packed inputs per step: pack * BATCH images
