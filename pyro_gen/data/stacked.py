@@ -111,4 +111,3 @@ def load_stacked_mnist(
             "stacked": True,
         },
     )
-
