@@ -110,8 +110,9 @@ MADE_REPRODUCTION = Reproduction(
     },
     notes=(
         "model 784-500-784, ReLU, Bernoulli conditionals, one mask: the order and the hidden degrees "
-        "drawn once at random (seed 0; degrees uniform on min(previous layer)..783 as in the paper), a "
-        "masked direct input-to-output connection as in the paper's code; output bias at logit(train mean)",
+        "drawn once at random (seed 0; degrees uniform on min(previous layer)..783 as in the paper); "
+        "the paper budget adds the masked direct input-to-output connection of the paper's code; "
+        "output bias at logit(train mean)",
         "data: the paper used the fixed binarization of Salakhutdinov & Murray (2008); ours binarizes "
         "our raw MNIST once with seed 0 (--binarize static), training and test images alike",
         "the paper trains on 50,000 images and stops on the other 10,000 (30 epochs without "
