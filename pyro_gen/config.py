@@ -208,7 +208,9 @@ class AdversarialConfig:
 class RunConfig:
     """What a run folder adds around training: data, output, evaluation and resumption."""
 
-    data: str = setting("digits", "digits | mnist:PATH | moons | ring | grid")
+    data: str = setting(
+        "digits", "digits | mnist:PATH | fashion-mnist:PATH | stacked-mnist:PATH | moons | ring | grid"
+    )
     out: str | None = setting(None, "run folder (default runs/<family>-<data>)")
     binarize: str = setting("dynamic", "image pixels", choices=("dynamic", "static", "none"))
     k: int = setting(5000, "importance samples for the test log-likelihood")

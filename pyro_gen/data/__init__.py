@@ -29,7 +29,7 @@ __all__ = [
     "write_idx",
 ]
 
-DATA_NAMES = ("digits", "mnist:PATH", "fashion-mnist:PATH", "moons", "ring", "grid")
+DATA_NAMES = ("digits", "mnist:PATH", "fashion-mnist:PATH", "stacked-mnist:PATH", "moons", "ring", "grid")
 
 
 def load_data(spec: str, binarize: str | None = None, seed: int = 0) -> DataSplit:
@@ -39,7 +39,9 @@ def load_data(spec: str, binarize: str | None = None, seed: int = 0) -> DataSpli
     ``grid``. ``mnist:PATH`` reads the IDX files in the folder PATH and names the set from
     the folder (``fashion-mnist`` when its name contains "fashion"); ``fashion-mnist:PATH``
     names it ``fashion-mnist`` whatever the folder; ``mnist`` alone reads ``$PYRO_GEN_MNIST``.
-    ``binarize`` applies to image sets.
+    ``stacked-mnist[:PATH]`` stacks three MNIST digits as the channels of one image (1000
+    modes, :func:`~pyro_gen.data.stacked.load_stacked_mnist`; grey levels, never binarized).
+    ``binarize`` applies to the other image sets.
     """
     name, _, arg = spec.partition(":")
     if arg and name in ("digits", "moons", "ring", "grid"):
@@ -55,6 +57,12 @@ def load_data(spec: str, binarize: str | None = None, seed: int = 0) -> DataSpli
                 "read for 'mnist' alone)"
             )
         return load_mnist(arg, binarize=binarize, seed=seed, name="fashion-mnist")
+    if name == "stacked-mnist":
+        if binarize not in (None, "none"):
+            raise ValueError(f"stacked-mnist is never binarized: use --binarize none, not {binarize!r}")
+        from .stacked import load_stacked_mnist
+
+        return load_stacked_mnist(arg or None)
     if name == "moons":
         return two_moons(seed=seed)
     if name == "ring":

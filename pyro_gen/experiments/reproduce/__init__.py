@@ -10,9 +10,24 @@ ordinary run folder) and :mod:`~pyro_gen.experiments.reproduce.table` writes ``t
 from __future__ import annotations
 
 from .iwae import IWAE_TABLE1
+from .made import MADE_REPRODUCTION
+from .maf import MAF_TABLE2
+from .pacgan import PACGAN_2D
+from .pacgan_stacked import PACGAN_STACKED
+from .pixelcnn import PIXELCNN_REPRODUCTION
 from .spec import BUDGETS, Reproduction, Row
 
-REPRODUCTIONS: dict[str, Reproduction] = {r.name: r for r in (IWAE_TABLE1,)}
+REPRODUCTIONS: dict[str, Reproduction] = {
+    r.name: r
+    for r in (
+        IWAE_TABLE1,
+        MADE_REPRODUCTION,
+        MAF_TABLE2,
+        PIXELCNN_REPRODUCTION,
+        PACGAN_2D,
+        PACGAN_STACKED,
+    )
+}
 
 
 def reproductions() -> dict[str, Reproduction]:
