@@ -83,7 +83,7 @@ def test_pixelcnn_rows_and_settings_per_budget():
     }
     quick = row.settings("quick")
     assert quick["model"]["block"] == "bottleneck" and quick["model"]["layers"] < 15
-    assert quick["model"]["channels"] < 128 and quick["train"]["epochs"] == 4.0
+    assert quick["model"]["channels"] < 128 and quick["train"]["epochs"] == 10.0
     assert row.settings("smoke")["train"]["steps"] == 2
     for b in ("smoke", "quick", "paper"):
         assert row.settings(b)["run"]["binarize"] == "static"
