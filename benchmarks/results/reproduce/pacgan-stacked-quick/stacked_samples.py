@@ -1,15 +1,22 @@
-"""Write an RGB grid of 64 samples of each finished row of the quick table (channels as R, G, B)."""
+"""Write an RGB grid of 64 samples of each finished row of the quick table (channels as R, G, B).
+
+    python stacked_samples.py SRC DST ROW [ROW ...]
+
+``SRC`` is the reproduction's folder (with the checkpoints), ``DST`` the results folder; each
+row's figure goes to ``DST/rows/ROW/stacked_samples.png``.
+"""
+
 import sys
+
+import matplotlib
 import numpy as np
 import torch
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import pyro_gen.data as data_pkg
-from pyro_gen.data.stacked import load_stacked_mnist
-real = data_pkg.load_data
-data_pkg.load_data = lambda spec, binarize=None, seed=0: load_stacked_mnist(spec.partition(":")[2]) if spec.startswith("stacked-mnist") else real(spec, binarize=binarize, seed=seed)
+
 from pyro_gen.runs import load_run
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
 src, dst = sys.argv[1], sys.argv[2]
 for row in sys.argv[3:]:
     model, config = load_run(f"{src}/rows/{row}")
