@@ -3,11 +3,9 @@
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 
 from pyro_gen.cli import main
-from pyro_gen.data import write_idx
 from pyro_gen.experiments.reproduce import driver as drv
 from pyro_gen.experiments.reproduce import get_reproduction, list_lines, reproductions
 from pyro_gen.experiments.reproduce.table import (
@@ -21,19 +19,6 @@ from pyro_gen.experiments.reproduce.table import (
 )
 
 REP = get_reproduction("iwae-table1")
-
-
-@pytest.fixture
-def mnist(tmp_path, monkeypatch):
-    """A tiny MNIST-shaped IDX folder (60 training, 16 test images); $PYRO_GEN_MNIST unset."""
-    monkeypatch.delenv("PYRO_GEN_MNIST", raising=False)
-    d = tmp_path / "mnist"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 60), ("t10k", 16)):
-        write_idx(d / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(d / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8))
-    return f"mnist:{d}"
 
 
 def test_registry_rows_budgets_and_settings():

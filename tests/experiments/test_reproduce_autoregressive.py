@@ -5,25 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from pyro_gen.data import write_idx
 from pyro_gen.experiments.reproduce import driver as drv
 from pyro_gen.experiments.reproduce import get_reproduction
 from pyro_gen.experiments.reproduce.made import MADE_REPRODUCTION, PAPER_EPOCHS, QUICK_EPOCHS
 from pyro_gen.experiments.reproduce.pixelcnn import PIXELCNN_REPRODUCTION
 from pyro_gen.experiments.reproduce.table import TABLE_JSON, TABLE_MD
-
-
-@pytest.fixture
-def mnist(tmp_path, monkeypatch):
-    """A tiny MNIST-shaped IDX folder (60 training, 16 test images); $PYRO_GEN_MNIST unset."""
-    monkeypatch.delenv("PYRO_GEN_MNIST", raising=False)
-    d = tmp_path / "mnist"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 60), ("t10k", 16)):
-        write_idx(d / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(d / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8))
-    return f"mnist:{d}"
 
 
 def test_made_rows_and_settings_per_budget():

@@ -3,15 +3,14 @@
 import json
 import math
 
-import numpy as np
 import pytest
 
-import pyro_gen.data as data_pkg
-from pyro_gen.data import write_idx
 from pyro_gen.experiments.reproduce import driver as drv
 from pyro_gen.experiments.reproduce import get_reproduction
 from pyro_gen.experiments.reproduce.pacgan_stacked import PACGAN_STACKED
 from pyro_gen.experiments.reproduce.table import TABLE_JSON, TABLE_MD
+
+from .conftest import write_tiny_mnist
 
 REP = PACGAN_STACKED
 
@@ -25,22 +24,8 @@ def stacked(tmp_path, monkeypatch):
     monkeypatch.delenv("PYRO_GEN_MNIST", raising=False)
     monkeypatch.setattr(stacked_module, "TRAIN_SIZE", 48)
     monkeypatch.setattr(stacked_module, "TEST_SIZE", 16)
-    real = data_pkg.load_data
-
-    def load(spec, binarize=None, seed=0):  # until the data-spec parser reads stacked-mnist itself
-        name, _, arg = spec.partition(":")
-        if name == "stacked-mnist":
-            return stacked_module.load_stacked_mnist(arg or None)
-        return real(spec, binarize=binarize, seed=seed)
-
-    monkeypatch.setattr(data_pkg, "load_data", load)
-    d = tmp_path / "mnist"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 60), ("t10k", 16)):
-        write_idx(d / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(d / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8))
-    return f"stacked-mnist:{d}"
+    write_tiny_mnist(tmp_path / "mnist")
+    return f"stacked-mnist:{tmp_path / 'mnist'}"
 
 
 def test_declaration_rows_budgets_and_paper_settings():
