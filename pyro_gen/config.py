@@ -86,7 +86,9 @@ class TrainConfig:
         "stages of the 'stages' schedule: EPOCHS:FACTOR,... (each stage runs EPOCHS passes at "
         "lr*FACTOR; the last factor holds after the last stage)",
     )
-    adam_betas: str | None = setting(None, "Adam/AdamW betas as B1,B2 (default: the optimizer's, 0.9,0.999)")
+    adam_betas: str | None = setting(
+        None, "Adam/AdamW betas as B1,B2 (default: the optimizer's, 0.9,0.999; a GAN takes --beta1/--beta2)"
+    )
     adam_eps: float | None = setting(None, "Adam/AdamW epsilon (default: the optimizer's, 1e-8)")
     clip_norm: float | None = setting(None, "clip the gradient's global L2 norm to this value")
     divergence_factor: float = setting(

@@ -128,3 +128,12 @@ def test_fit_says_what_the_evaluation_costs_and_eval_points_limits_it(tmp_path, 
     assert json.loads((out / "config.json").read_text())["run"]["eval_points"] == 40
     assert main([*args, "--eval-points", "0", "--out", str(tmp_path / "r2")]) == 2
     assert "eval_points must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_adam_betas_is_refused_where_the_family_has_its_own_betas(tmp_path, capsys):
+    out = tmp_path / "gan"
+    args = ["fit", "gan", "--data", "ring", "--adam-betas", "0.5,0.9", "--steps", "1", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--adam-betas: the gan family sets both players' Adam betas with --beta1 and --beta2" in err
+    assert "\n" not in err and not out.exists()

@@ -137,6 +137,11 @@ def _build_plan(family_name: str, sections: dict[str, Any], given: set[str] | No
             flags = ", ".join("--" + r.replace("_", "-") for r in refused)
             raise ValueError(f"{flags}: not used by {why} (only gradient training takes them)")
     chosen = set(user["train"]) if given is None else set(given)
+    if hasattr(objs["trainer"], "beta1") and getattr(objs["train"], "adam_betas", None) is not None:
+        raise ValueError(
+            f"--adam-betas: the {family.name} family sets both players' Adam betas with --beta1 and --beta2; "
+            "give those instead"
+        )
     estimator = getattr(objs["trainer"], "estimator", None)
     if estimator:
         from ..inference.estimators import make_estimator
