@@ -156,21 +156,39 @@ def add_reproduce_parser(sub) -> argparse.ArgumentParser:
     return rp
 
 
-def _init_distributed(device: str | None) -> None:
-    """Join the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1)."""
+def _init_distributed(device: str | None) -> bool:
+    """Join the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1).
+
+    Returns True when this call created the group (the caller then leaves it with
+    :func:`_leave_distributed`), False when there is no group or it existed already.
+    """
     import os
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
+        return False
     import torch
     import torch.distributed as dist
 
     if dist.is_initialized():
-        return
+        return False
     use_cuda = device not in (None, "cpu") and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return True
+
+
+def _leave_distributed() -> None:
+    """Wait for every rank, then destroy the process group before the interpreter exits.
+
+    A gloo group whose worker threads outlive the interpreter aborts the process at exit
+    (``terminate called without an active exception``), so every rank leaves it explicitly.
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def plan_from_args(args: argparse.Namespace):
@@ -205,8 +223,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     else:
         plan = plan_from_args(args)
         out = plan.run.out
-    _init_distributed(plan.train.device)
-    metrics = run_plan(plan, out=out, progress=plan.train.progress)
+    joined = _init_distributed(plan.train.device)
+    try:
+        metrics = run_plan(plan, out=out, progress=plan.train.progress)
+    finally:
+        if joined:
+            _leave_distributed()
     if metrics is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
     out = out or f"runs/{plan.family.name}-{plan.run.data.split(':')[0]}"

@@ -1,5 +1,8 @@
 """Worker for tests/inference/test_distributed.py (a module, so spawned processes can import it)."""
 
+import gc
+import os
+
 import torch
 import torch.distributed as dist
 
@@ -55,5 +58,11 @@ def train_worker(rank: int, world: int, init_file: str, out_dir: str, steps: int
             seed=0,
         )
         torch.save(records, f"{out_dir}/rank{rank}.pt")
+        gc.collect()  # the engine's DistributedDataParallel wrapper goes before its group
+        dist.barrier()
     finally:
         dist.destroy_process_group()
+    # Leave without interpreter finalization: gloo's worker threads can otherwise be torn
+    # down after the interpreter and abort the process ("terminate called without an
+    # active exception"), failing a run whose results are already saved.
+    os._exit(0)
