@@ -206,6 +206,9 @@ class AdversarialConfig:
         return (self.beta1, self.beta2 or (0.9 if self.loss == "wgan-gp" else 0.999))
 
 
+TRACKERS = ("none", "tensorboard", "mlflow")
+
+
 @dataclass
 class RunConfig:
     """What a run folder adds around training: data, output, evaluation and resumption."""
@@ -219,9 +222,17 @@ class RunConfig:
     eval_points: int | None = setting(None, "test points in the final evaluation: the first N (default: all)")
     resume: bool = setting(False, "continue from the run folder's checkpoint")
     overwrite: bool = setting(False, "replace the run already in the folder (its files are removed first)")
+    track: str = setting(
+        "none",
+        "experiment tracker fed during training: tensorboard (event files in RUN/tensorboard) or "
+        "mlflow (a local file store in RUN/mlruns); both work offline",
+        choices=TRACKERS,
+    )
 
     def __post_init__(self) -> None:
         check_config(self)
+        if self.track not in TRACKERS:
+            raise ValueError(f"track must be one of {', '.join(TRACKERS)}, got {self.track!r}")
         if self.k < 1:
             raise ValueError(f"k must be a positive integer, got {self.k}")
         if self.eval_points is not None and self.eval_points < 1:
