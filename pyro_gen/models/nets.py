@@ -64,3 +64,124 @@ def set_output_bias(
         if shared:
             p = p.double()
         bias.copy_(torch.log(p) - torch.log1p(-p))
+
+
+# ----------------------------------------------------------------------------- convolutional
+def conv_grid(image_shape: Sequence[int], num_layers: int) -> tuple[int, int]:
+    """Return the ``(height, width)`` of the feature maps after ``num_layers`` stride-2 convolutions.
+
+    ``ValueError`` when ``image_shape`` is not ``(H, W)`` or a side is not divisible by
+    ``2 ** num_layers`` (each layer halves both sides exactly, so the decoder can mirror it).
+    """
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) != 2:
+        raise ValueError(
+            f"a convolutional network needs image data of shape (H, W), got data points of shape {shape}"
+        )
+    step = 2**num_layers
+    if num_layers < 1 or any(s % step or s < step for s in shape):
+        raise ValueError(
+            f"image sides {shape} must be divisible by 2^{num_layers} = {step} for {num_layers} "
+            "stride-2 convolutions (choose fewer --conv-channels)"
+        )
+    return shape[0] // step, shape[1] // step
+
+
+def cat_features(*parts: torch.Tensor) -> torch.Tensor:
+    """Return ``parts`` concatenated along the last dim after broadcasting their leading dims."""
+    lead = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
+    return torch.cat([p.expand(*lead, p.shape[-1]) for p in parts], dim=-1)
+
+
+class ConvEncoder(nn.Module):
+    """Convolutional encoder: flattened images ``(..., H*W)`` -> ``(loc, scale)`` of a diagonal Gaussian.
+
+    ``len(channels)`` convolutions with 4x4 kernels, stride 2 and padding 1 (each halves
+    both sides), ``activation`` after each, then fully connected layers of widths
+    ``hidden`` to ``2 * latent_dim`` outputs (location, softplus scale as
+    :class:`GaussianEncoder`). ``context_dim > 0`` appends a context vector (e.g. a one-hot
+    label) to the convolutional features before the fully connected layers: ``forward(x,
+    context)``. Any leading batch dims are kept.
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        latent_dim: int,
+        channels: Sequence[int] = (32, 64),
+        hidden: Sequence[int] = (256,),
+        activation: str = "relu",
+        context_dim: int = 0,
+    ):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        channels = [int(c) for c in channels]
+        h, w = conv_grid(image_shape, len(channels))
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.latent_dim = int(latent_dim)
+        self.context_dim = int(context_dim)
+        layers: list[nn.Module] = []
+        for a, b in zip([1, *channels[:-1]], channels):
+            layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), ACTIVATIONS[activation]()]
+        layers.append(nn.Flatten())
+        self.conv = nn.Sequential(*layers)
+        self.features = channels[-1] * h * w
+        head_in = self.features + self.context_dim
+        self.head = mlp(head_in, hidden, 2 * latent_dim, activation)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the Gaussian's location and standard deviation, each ``(..., latent_dim)``."""
+        lead = x.shape[:-1]
+        feats = self.conv(x.reshape(-1, 1, *self.image_shape)).reshape(*lead, self.features)
+        if self.context_dim:
+            feats = cat_features(feats, context)
+        loc, raw = self.head(feats).split(self.latent_dim, dim=-1)
+        return loc, nn.functional.softplus(raw) + 1e-5
+
+
+class ConvDecoder(nn.Module):
+    """Convolutional decoder: codes ``(..., in_dim)`` -> one output per pixel ``(..., H*W)``.
+
+    Fully connected layers of widths ``hidden`` to ``channels[-1]`` feature maps of size
+    ``(H, W) / 2^len(channels)``, then transposed convolutions (4x4, stride 2, padding 1)
+    back through ``channels`` reversed to one channel at full size. The last transposed
+    convolution has no bias of its own: :attr:`bias` is one learned bias per pixel, so the
+    output-bias initialization (:func:`set_output_bias`) works as for an MLP's last layer.
+    The outputs are logits (Bernoulli) or means (Gaussian); leading batch dims are kept.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        image_shape: Sequence[int],
+        channels: Sequence[int] = (32, 64),
+        hidden: Sequence[int] = (256,),
+        activation: str = "relu",
+    ):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        channels = [int(c) for c in channels]
+        h, w = conv_grid(image_shape, len(channels))
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.grid = (channels[-1], h, w)
+        self.fc = nn.Sequential(
+            mlp(in_dim, hidden, channels[-1] * h * w, activation), ACTIVATIONS[activation]()
+        )
+        layers: list[nn.Module] = []
+        widths = list(reversed(channels))
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), ACTIVATIONS[activation]()]
+        layers.append(nn.ConvTranspose2d(widths[-1], 1, 4, stride=2, padding=1, bias=False))
+        self.deconv = nn.Sequential(*layers)
+        self.bias = nn.Parameter(torch.zeros(self.image_shape[0] * self.image_shape[1]))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Return the per-pixel outputs ``(..., H*W)`` for codes ``z`` ``(..., in_dim)``."""
+        lead = z.shape[:-1]
+        maps = self.fc(z).reshape(-1, *self.grid)
+        out = self.deconv(maps).reshape(*lead, -1)
+        return out + self.bias

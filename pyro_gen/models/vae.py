@@ -8,6 +8,17 @@ With ``lower_latents`` the VAE has several stochastic layers (Burda et al. 2016,
 and the guide runs the chain upwards, ``q(z_1 | x) q(z_2 | z_1) ... q(z_L | z_{L-1})``. The
 sites are then ``z1`` (data side) to ``zL`` (top); a one-layer VAE has the single site ``z``.
 
+``arch="conv"`` replaces the data-side networks (``q(z_1 | x)`` and ``p(x | z_1)``) by a
+convolutional encoder and decoder (:class:`~pyro_gen.models.nets.ConvEncoder`,
+:class:`~pyro_gen.models.nets.ConvDecoder`) for images of ``image_shape``; the networks
+between stochastic layers stay MLPs, so it combines with ``lower_latents``. The sites, the
+likelihoods and the output-bias initialization are those of the MLP VAE.
+
+``prior`` chooses p(z_L) (:mod:`pyro_gen.models.priors`): ``"normal"`` (N(0, I)), ``"mog"``
+(a learned mixture of Gaussians), ``"vamp"`` (the VampPrior, one stochastic layer only) or
+``"flow"`` (a MAF on N(0, I)); its ``log_prob`` is exact, so every estimator and the
+importance-sampled evaluation use it as they use N(0, I).
+
 Both put their per-point sites inside :func:`~pyro_gen.models.base.data_plate`, so a
 training loop that subsamples gets an unbiased full-data ELBO. The networks are ordinary
 ``nn.Module`` children: ``fit`` trains ``vae.parameters()`` directly, which is faster than
@@ -26,9 +37,11 @@ from torch import nn
 
 from ..data.checks import check_unit_interval
 from .base import data_plate
-from .nets import GaussianEncoder, mlp, set_output_bias
+from .nets import ConvDecoder, ConvEncoder, GaussianEncoder, mlp, set_output_bias
+from .priors import PRIORS, make_prior
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+ARCHS = ("mlp", "conv")
 
 
 class VAE(nn.Module):
@@ -44,6 +57,14 @@ class VAE(nn.Module):
     al.'s two-layer model 784-200-200-100-100-100-50, where ``between_hidden=(100, 100)`` are
     the widths of every network between two stochastic layers (in both directions). The
     conditionals between layers are diagonal Gaussians (location and softplus scale).
+
+    ``arch="conv"`` (with ``image_shape=(H, W)``, ``H * W == input_dim``) uses convolutional
+    data-side networks with ``conv_channels`` feature maps (each layer halves the sides) and
+    fully connected layers of widths ``hidden`` between them and the codes. ``prior`` is one
+    of :data:`~pyro_gen.models.priors.PRIORS`; ``prior_components`` is K of ``mog`` and
+    ``vamp``, ``prior_flow`` and ``prior_flow_depth`` the blocks of ``flow``, ``vamp_init``
+    (``"data"`` or ``"random"``) and ``vamp_data`` (training points) the start of the
+    VampPrior's pseudo-inputs; ``seed`` seeds the priors' initial values.
     """
 
     def __init__(
@@ -58,8 +79,35 @@ class VAE(nn.Module):
         learn_scale: bool = False,
         lower_latents: Sequence[int] = (),
         between_hidden: Sequence[int] = (100, 100),
+        *,
+        arch: str = "mlp",
+        image_shape: Sequence[int] | None = None,
+        conv_channels: Sequence[int] = (32, 64),
+        prior: str = "normal",
+        prior_components: int = 10,
+        prior_flow: str = "maf",
+        prior_flow_depth: int = 4,
+        vamp_init: str = "data",
+        vamp_data: torch.Tensor | None = None,
+        seed: int = 0,
     ):
         super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        if prior == "vamp" and lower_latents:
+            raise ValueError(
+                "--prior vamp needs one stochastic layer (q(z_L | u) is not Gaussian under "
+                "--lower-latents); use --prior mog or flow"
+            )
+        if arch == "conv":
+            if image_shape is None or len(tuple(image_shape)) != 2:
+                raise ValueError(
+                    f"--arch conv needs image data (points of shape (H, W)), got shape {image_shape}"
+                )
+            if int(image_shape[0]) * int(image_shape[1]) != int(input_dim):
+                raise ValueError(f"image_shape {tuple(image_shape)} does not hold {input_dim} pixels")
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         if input_dim <= 0 or latent_dim <= 0:
@@ -87,10 +135,27 @@ class VAE(nn.Module):
         )
         if lower:
             self.config.update(lower_latents=lower, between_hidden=between)
+        # only when set, so that the configuration of MLP VAEs with N(0, I) is unchanged
+        self.arch = arch
+        if arch == "conv":
+            self.config.update(arch=arch, image_shape=list(image_shape), conv_channels=list(conv_channels))
+        self.prior_kind = prior
+        if prior != "normal":
+            self.config.update(prior=prior, seed=seed)
+            if prior in ("mog", "vamp"):
+                self.config["prior_components"] = prior_components
+            if prior == "vamp":
+                self.config["vamp_init"] = vamp_init
+            if prior == "flow":
+                self.config.update(prior_flow=prior_flow, prior_flow_depth=prior_flow_depth)
         dec_hidden = list(reversed(list(hidden))) if decoder_hidden is None else list(decoder_hidden)
         bottom = self.latent_dims[0]
-        self.encoder = GaussianEncoder(input_dim, list(hidden), bottom, activation)
-        self.decoder = mlp(bottom, dec_hidden, input_dim, activation)
+        if arch == "conv":
+            self.encoder = ConvEncoder(image_shape, bottom, conv_channels, list(hidden), activation)
+            self.decoder = ConvDecoder(bottom, image_shape, conv_channels, dec_hidden, activation)
+        else:
+            self.encoder = GaussianEncoder(input_dim, list(hidden), bottom, activation)
+            self.decoder = mlp(bottom, dec_hidden, input_dim, activation)
         if lower:
             dims = self.latent_dims
             # up[l]: q(z_{l+2} | z_{l+1}); down[l]: p(z_{l+1} | z_{l+2}) (1-based site names)
@@ -103,6 +168,19 @@ class VAE(nn.Module):
             )
         self.register_buffer("prior_loc", torch.zeros(latent_dim))
         self.register_buffer("prior_scale", torch.ones(latent_dim))
+        if prior != "normal":
+            self.prior_module = make_prior(
+                prior,
+                latent_dim,
+                input_dim=input_dim,
+                num_components=prior_components,
+                flow=prior_flow,
+                flow_depth=prior_flow_depth,
+                vamp_init=vamp_init,
+                data=vamp_data,
+                unit_interval=likelihood == "bernoulli",
+                seed=seed,
+            )
         # The Gaussian likelihood's scale is a softplus-parameterised vector (learned) or a
         # constant buffer (fixed); inverse softplus so the initial scale is gaussian_scale.
         raw = torch.full((input_dim,), float(gaussian_scale)).expm1().log()
@@ -132,8 +210,11 @@ class VAE(nn.Module):
         return dist.Normal(out, scale).to_event(1)
 
     def prior(self) -> dist.TorchDistribution:
-        """Return the standard normal prior p(z) with event shape ``(latent_dim,)``."""
-        return dist.Normal(self.prior_loc, self.prior_scale).to_event(1)
+        """Return the prior p(z) of the top layer with event shape ``(latent_dim,)``: N(0, I) or the
+        learned prior (a mixture, the VampPrior at the current encoder, or the flow)."""
+        if self.prior_kind == "normal":
+            return dist.Normal(self.prior_loc, self.prior_scale).to_event(1)
+        return self.prior_module.distribution(self.encoder)
 
     @property
     def latent_sites(self) -> list[str]:
@@ -170,7 +251,25 @@ class VAE(nn.Module):
         statistics instead of at 0.5 everywhere.
         """
         link = "logit" if self.likelihood == "bernoulli" else "identity"
-        set_output_bias(self.decoder[-1].bias, data_mean, link=link)
+        bias = self.decoder.bias if self.arch == "conv" else self.decoder[-1].bias
+        set_output_bias(bias, data_mean, link=link)
+
+    @torch.no_grad()
+    def kl_to_prior(self, x: torch.Tensor, num_samples: int = 64) -> torch.Tensor:
+        """Return KL(q(z | x) || p(z)) for each row of ``x``, ``(N,)`` nats (one stochastic layer).
+
+        Closed form for the N(0, I) prior, else the Monte Carlo mean of ``log q(z | x) - log p(z)``
+        over ``num_samples`` draws of the guide.
+        """
+        if len(self.latent_dims) != 1:
+            raise ValueError("kl_to_prior needs one stochastic layer (the VAE has --lower-latents)")
+        loc, scale = self.encoder(x)
+        q = dist.Normal(loc, scale).to_event(1)
+        p = self.prior()
+        if self.prior_kind == "normal":
+            return torch.distributions.kl_divergence(q, p)
+        z = q.sample((num_samples,))
+        return (q.log_prob(z) - p.log_prob(z)).mean(0)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
