@@ -152,19 +152,102 @@ class TrainConfig:
         return betas  # type: ignore[return-value]
 
 
+KL_SCHEDULES = ("constant", "linear", "cyclical")
+#: the estimators a KL weight or free bits is exact for (reparameterized single-sample ELBOs)
+REMEDY_ESTIMATORS = ("reparam", "auto", "jit", "analytic-kl")
+
+
 @dataclass
 class SVIConfig:
-    """Settings of the SVI objective: which ELBO estimator, and how many particles."""
+    """Settings of the SVI objective: the ELBO estimator, its particles, and posterior-collapse remedies.
+
+    The remedies (all off by default) act on the latent sites only, never on the observed
+    likelihood: ``beta`` weights log p(z) - log q(z) of every latent site; ``kl_schedule``
+    moves that weight from 0 to ``beta`` (``linear`` over ``kl_warmup_steps`` updates, or
+    ``cyclical``: Fu et al. 2019, ``kl_cycles`` cycles over the training steps, each ramping
+    for its first ``kl_ramp`` fraction); ``free_bits`` (Kingma et al. 2016) floors the KL of
+    each latent dimension, averaged over the minibatch, at that many nats;
+    ``aggressive_encoder`` (He et al. 2019) takes up to ``aggressive_inner_steps`` guide-only
+    updates before each model update while the aggressive phase lasts.
+    """
 
     estimator: str | None = setting(None, "ELBO estimator (see `pyro-gen list`; default: the family's)")
     num_particles: int = setting(1, "samples per data point in the training ELBO")
     eval_particles: int = setting(1, "samples per data point in the held-out ELBO")
+    beta: float = setting(
+        1.0, "weight of the KL part (log p(z) - log q(z) of every latent site; reached after annealing)"
+    )
+    kl_schedule: str | None = setting(
+        None,
+        "KL-weight schedule: constant, linear (0 to --beta over --kl-warmup-steps) or cyclical "
+        "(Fu et al. 2019; default: linear with --kl-warmup-steps, else constant)",
+        choices=KL_SCHEDULES,
+    )
+    kl_warmup_steps: int = setting(0, "updates of the linear KL warm-up from weight 0 to --beta")
+    kl_cycles: int = setting(4, "cycles of the cyclical KL schedule over the training steps")
+    kl_ramp: float = setting(0.5, "fraction of each cyclical KL cycle spent ramping from 0 to --beta")
+    free_bits: float | None = setting(
+        None,
+        "free bits (Kingma et al. 2016): floor in nats of the minibatch-average KL of every latent "
+        "dimension, sum_d max(lambda, KL_d)",
+    )
+    aggressive_encoder: bool = setting(
+        False,
+        "aggressive encoder updates (He et al. 2019): guide-only updates before each model update "
+        "until the mean loss of a window of 15 stops falling (at most --aggressive-inner-steps), "
+        "while the mutual information I(x; z), measured every epoch, keeps rising",
+    )
+    aggressive_inner_steps: int = setting(100, "most guide-only updates before one model update")
+    aggressive_steps: int | None = setting(
+        None, "model updates of the aggressive phase (default: until the mutual information stops rising)"
+    )
 
     def __post_init__(self) -> None:
         check_config(self)
-        for name in ("num_particles", "eval_particles"):
+        for name in ("num_particles", "eval_particles", "kl_cycles", "aggressive_inner_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not (self.beta >= 0 and math.isfinite(self.beta)):
+            raise ValueError(f"--beta must be a finite number >= 0, got {self.beta}")
+        if self.kl_warmup_steps < 0:
+            raise ValueError(f"--kl-warmup-steps must be >= 0, got {self.kl_warmup_steps}")
+        if not (0.0 < self.kl_ramp <= 1.0):
+            raise ValueError(f"--kl-ramp must be in (0, 1], got {self.kl_ramp}")
+        if self.free_bits is not None and not (self.free_bits > 0 and math.isfinite(self.free_bits)):
+            raise ValueError(f"--free-bits must be a positive number of nats, got {self.free_bits}")
+        if self.aggressive_steps is not None and self.aggressive_steps < 1:
+            raise ValueError(f"--aggressive-steps must be a positive integer, got {self.aggressive_steps}")
+        schedule = self.schedule
+        if schedule == "linear" and self.kl_warmup_steps == 0:
+            raise ValueError("--kl-schedule linear needs --kl-warmup-steps (a positive number of updates)")
+        if schedule != "linear" and self.kl_warmup_steps > 0:
+            raise ValueError(f"--kl-warmup-steps goes with --kl-schedule linear, not {schedule}")
+        if self.aggressive_steps is not None and not self.aggressive_encoder:
+            raise ValueError("--aggressive-steps goes with --aggressive-encoder")
+        if self.weights_kl and self.estimator is not None:
+            name = self.estimator.partition(":")[0]
+            if name not in REMEDY_ESTIMATORS:
+                raise ValueError(
+                    f"--beta, --kl-schedule and --free-bits are exact only for the reparameterized "
+                    f"ELBO estimators ({', '.join(REMEDY_ESTIMATORS)}), not --estimator {self.estimator}"
+                )
+
+    @property
+    def schedule(self) -> str:
+        """Return the KL schedule (``kl_schedule``; else linear with a warm-up, else constant)."""
+        if self.kl_schedule is not None:
+            return self.kl_schedule
+        return "linear" if self.kl_warmup_steps > 0 else "constant"
+
+    @property
+    def weights_kl(self) -> bool:
+        """Return whether the KL part of the objective differs from the plain ELBO's (weight or free bits)."""
+        return self.beta != 1.0 or self.schedule != "constant" or self.free_bits is not None
+
+    @property
+    def remedies_on(self) -> bool:
+        """Return whether any posterior-collapse remedy is switched on."""
+        return self.weights_kl or self.aggressive_encoder
 
 
 GAN_LOSSES = ("minimax", "ns", "wgan-gp", "hinge", "lsgan")

@@ -714,7 +714,7 @@ class _Engine:
         info = StepInfo(
             self.step, self.step / self.steps_per_epoch, loss, logs=logs, objective=self.objective
         )
-        for key in ("model", "guide", "batch", "optimizer"):
+        for key in ("model", "guide", "batch", "optimizer", "kl_weight"):
             value = getattr(self.objective, "info_" + key, None)
             setattr(info, key, value() if callable(value) else value)
         return info

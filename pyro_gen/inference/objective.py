@@ -48,7 +48,8 @@ class StepInfo:
     ``loss`` is the step's loss as a float (``nan`` on an accelerator between reads);
     ``logs`` every number the objective logged for the step; ``objective`` the objective being
     trained. ``model``, ``guide``, ``batch`` and ``optimizer`` are the SVI objective's
-    (``None`` where an objective has none).
+    (``None`` where an objective has none); ``kl_weight`` is the weight of the KL part the
+    step used (1.0 for the plain ELBO; ``None`` for objectives without one).
     """
 
     step: int
@@ -60,6 +61,7 @@ class StepInfo:
     optimizer: torch.optim.Optimizer | None = None
     logs: dict[str, float] = field(default_factory=dict)
     objective: Any = None
+    kl_weight: float | None = None
 
 
 class Objective:
@@ -160,6 +162,26 @@ class StepContext:
     def step(self) -> int:
         """Return the number of steps completed."""
         return self._engine.step
+
+    @property
+    def total_steps(self) -> int:
+        """Return the number of steps the run trains to."""
+        return self._engine.total_steps
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Return the steps of one pass over the (local) training rows."""
+        return self._engine.steps_per_epoch
+
+    def train_rows(self, num: int, seed: int) -> torch.Tensor:
+        """Return the first ``num`` training rows (all when fewer), transformed with random draws from
+        a stream seeded by ``seed``, so the training streams are left as they were."""
+        rows = self._engine.data[: max(1, int(num))]
+        if self._engine.transform is None:
+            return rows
+        with torch.random.fork_rng(devices=[rows.device] if rows.device.type == "cuda" else []):
+            torch.manual_seed(int(seed))
+            return self._engine.transform(rows)
 
     @property
     def batch_size(self) -> int:

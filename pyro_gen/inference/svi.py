@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,11 @@ import torch
 from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO
 from torch.nn.parallel import DistributedDataParallel
 
-from ..config import TrainConfig
+from ..config import REMEDY_ESTIMATORS, SVIConfig, TrainConfig
 from ..models.base import minibatch
+from .annealing import AGGRESSIVE_WINDOW, MI_ROWS, RemedyELBO, guide_parameters, kl_weight, mutual_information
 from .engine import TrainingDivergedError, resolve_device, total_steps_for, train
-from .estimators import guess_plate_nesting, make_estimator
+from .estimators import guess_plate_nesting, make_estimator, own_stream
 from .objective import OPTIMIZERS, Objective, StepContext, StepInfo
 from .result import FitResult
 
@@ -113,6 +115,23 @@ class SVIObjective(Objective):
     with ``eval_particles`` samples. Fast path: ``differentiable_loss`` and one torch
     optimizer; ELBOs that only offer ``loss_and_grads`` (``TraceGraph_ELBO``) or compile
     with JIT see the module registered in Pyro's param store.
+
+    ``svi_config`` (an :class:`~pyro_gen.config.SVIConfig`) adds the posterior-collapse
+    remedies (:mod:`pyro_gen.inference.annealing`): a KL weight, its schedule and free bits
+    replace the estimator by :class:`~pyro_gen.inference.annealing.RemedyELBO` (uncompiled,
+    Monte Carlo KL as ``Trace_ELBO``'s, closed form for ``analytic-kl``; other estimators are
+    refused); history rows then also carry ``train_objective`` (the weighted objective),
+    ``train_kl`` (nats per data point) and ``kl_weight`` (the weight of the row's last
+    update), and ``train_elbo`` stays the unweighted ELBO. ``aggressive_encoder`` (He et al.
+    2019) takes, before each model update, guide-only updates on fresh minibatches (the
+    first on the model update's own batch) until the mean loss of a window of
+    :data:`~pyro_gen.inference.annealing.AGGRESSIVE_WINDOW` inner updates is no lower than
+    the previous window's, or ``aggressive_inner_steps`` of them; the model update then
+    changes the model's parameters only. The phase ends after ``aggressive_steps`` model
+    updates or, by default, at the first epoch boundary where the mutual information
+    estimate on the first :data:`~pyro_gen.inference.annealing.MI_ROWS` training rows did
+    not rise; plain joint updates follow. Rows carry ``inner_steps`` (mean per update).
+    Held-out numbers always use the unweighted ELBO.
     """
 
     kind = "svi"
@@ -128,17 +147,30 @@ class SVIObjective(Objective):
         num_particles: int = 1,
         eval_particles: int = 1,
         validate: bool = False,
+        svi_config: SVIConfig | None = None,
     ):
         self.model = model
         self.model_fn, self.guide_fn, self.module = resolve_pair(model, guide)
+        self.remedies = svi_config if svi_config is not None and svi_config.remedies_on else None
         self.elbo = make_estimator(estimator, num_particles=num_particles)
         self.estimator = estimator if isinstance(estimator, str) else type(self.elbo).__name__
+        self._remedy_notes: list[str] = []
+        if self.remedies is not None and self.remedies.weights_kl:
+            self.elbo = self._remedy_elbo(estimator, num_particles)
+        self.aggressive = self.remedies is not None and self.remedies.aggressive_encoder
+        self._weight = 1.0
+        self._guide_params: list[torch.Tensor] | None = None
+        self._previous_mi: float | None = None
         self.validate = validate
         # Pyro's JitTrace_ELBO.differentiable_loss doubles the gradient of pyro.param sites
         # (pyro-ppl 1.9): its loss_and_grads is right
         self.use_diff = callable(getattr(self.elbo, "differentiable_loss", None)) and not isinstance(
             self.elbo, TraceGraph_ELBO | JitTrace_ELBO
         )
+        if self.aggressive and not self.use_diff:
+            raise ValueError(
+                f"--aggressive-encoder needs an estimator with differentiable_loss, not {self.estimator}"
+            )
         store = pyro.get_param_store()
         # a baseline's running state belongs to one run (a resumed run restores its own)
         for stale in [k for k in store.keys() if k.startswith(("__baseline", "_score_nn_baseline"))]:
@@ -157,6 +189,23 @@ class SVIObjective(Objective):
         self._param_names: list[str] | None = None
         self._params: list[torch.Tensor] = []
         self._ctx: StepContext | None = None
+
+    def _remedy_elbo(self, estimator: str | ELBO, num_particles: int) -> RemedyELBO:
+        """Return the ELBO that weights the KL part, refusing estimators it is not exact for."""
+        name = estimator.partition(":")[0] if isinstance(estimator, str) else None
+        if name not in REMEDY_ESTIMATORS:
+            raise ValueError(
+                "--beta, --kl-schedule and --free-bits are exact only for the reparameterized ELBO "
+                f"estimators ({', '.join(REMEDY_ESTIMATORS)}), not {self.estimator}"
+            )
+        cfg = self.remedies
+        assert cfg is not None
+        if name in ("auto", "jit"):
+            self._remedy_notes.append(
+                f"estimator {self.estimator}: ran uncompiled (Trace_ELBO with a weighted KL part) "
+                "because the objective weights or floors its KL part"
+            )
+        return RemedyELBO(self.elbo.num_particles, analytic_kl=name == "analytic-kl", free_bits=cfg.free_bits)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """Return the model (or guide) module, when there is one."""
@@ -219,54 +268,157 @@ class SVIObjective(Objective):
                 p.grad.div_(num_data)
         return loss / num_data
 
+    def _discover(self, batch: torch.Tensor, ctx: StepContext) -> torch.Tensor | float:
+        """First step: find every parameter the pair uses (module parameters and pyro.param
+        sites, including lazily created ones) for one torch optimizer; return the step's loss."""
+        guess_plate_nesting(self.elbo, self.model_fn, self.guide_fn, batch)
+        with poutine.trace(param_only=True) as ptr:
+            loss = self._loss(batch, ctx.num_data)
+        named: dict[str, torch.Tensor] = {}
+        ids: set[int] = set()
+        if self.module is not None:
+            for name, p in self.module.named_parameters():
+                if p.requires_grad:
+                    named["module:" + name], _ = p, ids.add(id(p))
+        for name in sorted(ptr.trace.nodes):
+            u = ptr.trace.nodes[name]["value"].unconstrained()
+            if u.requires_grad and id(u) not in ids:
+                named["param:" + name], _ = u, ids.add(id(u))
+        if not named:
+            raise ValueError("the model/guide pair has no trainable parameters")
+        if self._param_names is not None:
+            # a resumed run optimizes exactly what the saved run did (parameters Pyro
+            # created after its first step, such as baselines, are not among them)
+            store = pyro.get_param_store()
+            for n in self._param_names:  # restored entries come back without requires_grad
+                if n not in named and n.startswith("param:") and n[6:] in store._params:
+                    named[n] = store._params[n[6:]].requires_grad_(True)
+            missing = [n for n in self._param_names if n not in named]
+            if missing:
+                raise ValueError(f"cannot resume: the model has no parameters {missing[:3]}")
+            named = {n: named[n] for n in self._param_names}
+        self._param_names = list(named)
+        self._params = list(named.values())
+        return self._per_point(loss, self._params, ctx.num_data)
+
     def step(self, ctx: StepContext) -> dict[str, Any]:
-        """Draw one batch and take one optimizer step on the negative ELBO."""
+        """Draw one batch and take one optimizer step on the negative ELBO (with the remedies:
+        weighted, after the aggressive phase's guide-only updates)."""
         batch = ctx.next_batch()
+        idx = ctx.indices
         self._batch = batch
-        with pyro.validation_enabled(self.validate), minibatch(ctx.num_data, ctx.indices):
+        if self.remedies is not None:
+            self._weight = kl_weight(self.remedies, ctx.step, ctx.total_steps)
+            if isinstance(self.elbo, RemedyELBO):
+                self.elbo.weight = self._weight
+        aggressive = self.aggressive
+        inner = 0
+        with pyro.validation_enabled(self.validate):
+            params = None
+            loss: torch.Tensor | float | None = None
             if ctx.optimizer("main") is None:
-                # First step: find every parameter the pair uses (module parameters and
-                # pyro.param sites, including lazily created ones) for one torch optimizer.
-                guess_plate_nesting(self.elbo, self.model_fn, self.guide_fn, batch)
-                with poutine.trace(param_only=True) as ptr:
-                    loss = self._loss(batch, ctx.num_data)
-                named: dict[str, torch.Tensor] = {}
-                ids: set[int] = set()
-                if self.module is not None:
-                    for name, p in self.module.named_parameters():
-                        if p.requires_grad:
-                            named["module:" + name], _ = p, ids.add(id(p))
-                for name in sorted(ptr.trace.nodes):
-                    u = ptr.trace.nodes[name]["value"].unconstrained()
-                    if u.requires_grad and id(u) not in ids:
-                        named["param:" + name], _ = u, ids.add(id(u))
-                if not named:
-                    raise ValueError("the model/guide pair has no trainable parameters")
-                if self._param_names is not None:
-                    # a resumed run optimizes exactly what the saved run did (parameters Pyro
-                    # created after its first step, such as baselines, are not among them)
-                    store = pyro.get_param_store()
-                    for n in self._param_names:  # restored entries come back without requires_grad
-                        if n not in named and n.startswith("param:") and n[6:] in store._params:
-                            named[n] = store._params[n[6:]].requires_grad_(True)
-                    missing = [n for n in self._param_names if n not in named]
-                    if missing:
-                        raise ValueError(f"cannot resume: the model has no parameters {missing[:3]}")
-                    named = {n: named[n] for n in self._param_names}
-                self._param_names = list(named)
-                self._params = list(named.values())
-                loss = self._per_point(loss, self._params, ctx.num_data)
-                value = ctx.update("main", loss, self._params)
+                with minibatch(ctx.num_data, idx):
+                    if aggressive:  # the loss is recomputed after the guide's updates
+                        with own_stream((batch,)):
+                            self._discover(batch, ctx)
+                    else:
+                        loss = self._discover(batch, ctx)
+                params = self._params
+            if aggressive:
+                inner = self.encoder_updates(ctx, batch, idx)
+            if loss is None:
+                with minibatch(ctx.num_data, idx):
+                    loss = self._per_point(self._loss(batch, ctx.num_data), self._params, ctx.num_data)
+            if aggressive:
+                # the model update: the guide's parameters keep what the inner loop made of them
+                value = ctx.backward("main", loss, params)
+                for p in self._guide_params or ():
+                    p.grad = None
+                ctx.apply("main")
             else:
-                loss = self._per_point(self._loss(batch, ctx.num_data), self._params, ctx.num_data)
-                value = ctx.update("main", loss)
+                value = ctx.update("main", loss, params)
         if isinstance(loss, torch.Tensor) and value != value:  # deferred read: keep it on the device
-            return {"loss": loss.detach()}
-        return {"loss": value}
+            logs: dict[str, Any] = {"loss": loss.detach()}
+        else:
+            logs = {"loss": value}
+        if isinstance(self.elbo, RemedyELBO) and self.elbo.last_elbo is not None:
+            logs["elbo"] = self.elbo.last_elbo / ctx.num_data
+            logs["kl"] = self.elbo.last_kl / ctx.num_data
+        if self.remedies is not None and self.remedies.aggressive_encoder:
+            logs["inner_steps"] = float(inner)
+        if aggressive:
+            self._end_aggressive_phase(ctx)
+        return logs
+
+    def encoder_updates(self, ctx: StepContext, batch: torch.Tensor, idx: torch.Tensor) -> int:
+        """Take the aggressive phase's guide-only updates before one model update; return how many.
+
+        The first update uses the model update's own ``batch`` (rows ``idx``), the next ones
+        fresh minibatches. It stops when the mean loss of the last
+        :data:`~pyro_gen.inference.annealing.AGGRESSIVE_WINDOW` updates is not below the
+        previous window's mean, or after ``aggressive_inner_steps`` updates.
+        """
+        cfg = self.remedies
+        assert cfg is not None
+        if ctx.distributed:
+            raise ValueError("--aggressive-encoder does not run under torchrun (ranks would stop apart)")
+        if self._guide_params is None:
+            with minibatch(ctx.num_data, idx):
+                self._guide_params = guide_parameters(self.guide_fn, batch, self._params)
+            if not self._guide_params:
+                raise ValueError(
+                    "--aggressive-encoder needs a guide with parameters; this model's guide has none"
+                )
+        previous, window, n = math.inf, 0.0, 0
+        while n < cfg.aggressive_inner_steps:
+            if n > 0:
+                batch, idx = ctx.next_batch(), ctx.indices
+            with minibatch(ctx.num_data, idx):
+                loss = self._per_point(self._loss(batch, ctx.num_data), self._params, ctx.num_data)
+            value = ctx.update("guide", loss, self._guide_params)
+            window += value if value == value else float(torch.as_tensor(loss).detach())
+            n += 1
+            if n % AGGRESSIVE_WINDOW == 0:
+                current = window / AGGRESSIVE_WINDOW
+                if current >= previous:
+                    break
+                previous, window = current, 0.0
+        return n
+
+    def _end_aggressive_phase(self, ctx: StepContext) -> None:
+        """End the aggressive phase after ``aggressive_steps`` updates, or when I(x; z) stopped rising."""
+        cfg = self.remedies
+        assert cfg is not None
+        done = ctx.step + 1
+        if cfg.aggressive_steps is not None:
+            self.aggressive = done < cfg.aggressive_steps
+            return
+        if done % ctx.steps_per_epoch != 0:
+            return
+        seed = (ctx.config.seed or 0) + 4_099
+        rows = ctx.train_rows(MI_ROWS, seed)
+        with pyro.validation_enabled(False):
+            mi = mutual_information(self.guide_fn, rows, seed=seed + done)
+        if self._previous_mi is not None and mi < self._previous_mi:
+            self.aggressive = False
+        self._previous_mi = mi
 
     def row(self, means: dict[str, float], ctx: StepContext) -> dict[str, Any]:
-        """Return ``train_elbo`` (nats per data point) and an empty ``test_elbo``."""
-        return {"train_elbo": -means.get("loss", float("nan")), "test_elbo": None}
+        """Return ``train_elbo`` (nats per data point) and an empty ``test_elbo``; with remedies
+        also ``train_objective``, ``train_kl`` (nats per data point), ``kl_weight`` (of the
+        row's last update), ``inner_steps`` (aggressive guide updates per model update) and
+        ``aggressive`` (whether the aggressive phase is still on)."""
+        objective = -means.get("loss", float("nan"))
+        row: dict[str, Any] = {"train_elbo": means.get("elbo", objective), "test_elbo": None}
+        if self.remedies is not None:
+            row["train_objective"] = objective
+            if "kl" in means:
+                row["train_kl"] = means["kl"]
+            row["kl_weight"] = self._weight
+            if self.remedies.aggressive_encoder:
+                row["inner_steps"] = means.get("inner_steps")
+                row["aggressive"] = self.aggressive
+        return row
 
     def evaluate(self, test_data: torch.Tensor, ctx: StepContext) -> dict[str, Any]:
         """Return the held-out ``test_elbo`` in nats per data point."""
@@ -284,12 +436,18 @@ class SVIObjective(Objective):
                 "constraints": {k: store._constraints[k] for k in names},
             },
             "param_names": self._param_names,
+            "remedies": {"aggressive": self.aggressive, "previous_mi": self._previous_mi},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the param-store entries and the names of the optimized parameters."""
+        """Restore the param-store entries, the names of the optimized parameters and where the
+        aggressive phase stands (the KL schedule follows the restored step counter)."""
         pyro.get_param_store().set_state(state["param_store"])
         self._param_names = state.get("param_names")
+        remedies = state.get("remedies")
+        if remedies is not None and self.remedies is not None:
+            self.aggressive = bool(remedies["aggressive"]) and self.remedies.aggressive_encoder
+            self._previous_mi = remedies["previous_mi"]
 
     # what per-step callbacks see (StepInfo.model, .guide, .batch, .optimizer)
     def info_model(self) -> Callable:
@@ -304,12 +462,19 @@ class SVIObjective(Objective):
     def info_optimizer(self) -> torch.optim.Optimizer | None:
         return self._ctx.optimizer("main") if self._ctx is not None else None
 
+    def info_kl_weight(self) -> float:
+        return self._weight
+
     def notes(self) -> list[str]:
         """Return what a user should know about how the estimator ran (a compiled ELBO's fallback)."""
+        notes = list(self._remedy_notes)
+        if isinstance(self.elbo, RemedyELBO) and self.elbo.kl_methods:
+            kinds = ", ".join(f"{k}: {v}" for k, v in sorted(self.elbo.kl_methods.items()))
+            notes.append(f"KL part per latent site ({kinds})")
         reason = getattr(self.elbo, "fallback_reason", None)
-        if reason is None:
-            return []
-        return [f"estimator {self.estimator}: ran uncompiled (Trace_ELBO) because {reason}"]
+        if reason is not None:
+            notes.append(f"estimator {self.estimator}: ran uncompiled (Trace_ELBO) because {reason}")
+        return notes
 
     def result_fields(self) -> dict[str, Any]:
         """Return the guide and the notes for the :class:`FitResult`."""
@@ -350,6 +515,7 @@ def fit(
     sync_every: int | None = None,
     threads: int | None = None,
     config: TrainConfig | None = None,
+    svi_config: SVIConfig | None = None,
 ) -> FitResult:
     """Train ``model`` (with ``guide``) on ``data`` by stochastic variational inference.
 
@@ -379,7 +545,11 @@ def fit(
     to the host (CPU default 1: a non-finite loss stops training before it is applied;
     accelerators default 50). ``threads``: torch threads while training. ``config`` (a
     :class:`~pyro_gen.config.TrainConfig`) replaces every training setting given here.
-    All of it runs in :func:`pyro_gen.inference.engine.train` with an :class:`SVIObjective`.
+    ``svi_config`` (an :class:`~pyro_gen.config.SVIConfig`) adds the posterior-collapse
+    remedies (``beta``, ``kl_schedule``, ``free_bits``, ``aggressive_encoder``, ...; see
+    :class:`SVIObjective`); its ``estimator``, ``num_particles`` and ``eval_particles`` are
+    not read (pass those here). All of it runs in :func:`pyro_gen.inference.engine.train`
+    with an :class:`SVIObjective`.
     """
     if config is None:
         if optimizer not in OPTIMIZERS:
@@ -410,6 +580,7 @@ def fit(
         num_particles=num_particles,
         eval_particles=eval_particles,
         validate=validate,
+        svi_config=svi_config,
     )
     if optimizer_kwargs:
         kwargs = dict(optimizer_kwargs)
