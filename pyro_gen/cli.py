@@ -7,6 +7,10 @@ never offered. Work happens in :mod:`pyro_gen.runs`, :mod:`pyro_gen.experiments`
 :mod:`pyro_gen.diagnose`, imported when a command runs: ``--help`` and ``list`` load no
 torch. Every error a user can cause is printed as one line (``pyro-gen: error: ...``) with
 exit status 2; ``--debug`` shows the traceback instead.
+
+``pyro-gen fit --model FILE.py:NAME [flags]`` is the spelling of ``pyro-gen fit user --target
+FILE.py:NAME [flags]``: the user's own program as the ``user`` family
+(:mod:`pyro_gen.families.user`), registered here when no entry point did.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from . import config as cfg
-from .registry import families, get_family
+from .registry import families
 
 USER_ERRORS = (
     ValueError,
@@ -58,15 +62,52 @@ def add_family_arguments(parser: argparse.ArgumentParser, family) -> None:
         cfg.add_arguments(group, cls, defaults, dest_prefix=PREFIX[section], only=only)
 
 
+def model_spelling(argv: Sequence[str]) -> list[str]:
+    """Return ``argv`` with ``fit --model TARGET ...`` rewritten as ``fit user --target TARGET ...``.
+
+    Other command lines are returned unchanged (``compare estimators --model`` is that
+    target's own flag).
+    """
+    argv = list(argv)
+    head = 0
+    while head < len(argv) and argv[head] == "--debug":
+        head += 1
+    if head >= len(argv) or argv[head] != "fit":
+        return argv
+    rest = argv[head + 1 :]
+    for i, token in enumerate(rest):
+        if token == "--model" or token.startswith("--model="):
+            if token == "--model":
+                if i + 1 >= len(rest):
+                    return argv  # argparse says the value is missing
+                target, tail = rest[i + 1], rest[i + 2 :]
+            else:
+                target, tail = token.split("=", 1)[1], rest[i + 1 :]
+            families_given = [t for t in rest[:i] if not t.startswith("-")]
+            if families_given:
+                return argv  # a family named too: let its parser refuse --model
+            return [*argv[: head + 1], "user", "--target", target, *rest[:i], *tail]
+    return argv
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``pyro-gen`` command."""
     from .experiments import comparisons
+    from .families.user import ensure_registered
+
+    ensure_registered()
 
     parser = argparse.ArgumentParser(prog="pyro-gen", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list registered model families and estimators")
-    fit_p = sub.add_parser("fit", help="fit a model family and write a run folder")
+    fit_p = sub.add_parser(
+        "fit",
+        help="fit a model family (or your program: fit --model FILE.py:NAME) and write a run folder",
+        description="Fit a registered family (pyro-gen fit FAMILY --help lists its flags) or your own "
+        "probabilistic program: pyro-gen fit --model FILE.py:NAME [flags] is pyro-gen fit user --target "
+        "FILE.py:NAME [flags] (see pyro-gen fit user --help).",
+    )
     fit_p.add_argument(
         "--config", default=None, help="re-run a run folder's config.json (other flags are ignored but --out)"
     )
@@ -194,8 +235,9 @@ def _leave_distributed() -> None:
 def plan_from_args(args: argparse.Namespace):
     """Return the :class:`~pyro_gen.runs.RunPlan` of a parsed ``pyro-gen fit FAMILY`` command line."""
     from .runs import plan_run
+    from .runs.plan import family_named
 
-    family = get_family(args.family)
+    family = family_named(args.family)
     sections = {}
     for section, (cls, _) in family_sections(family).items():
         if cls is None:
@@ -343,7 +385,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pyro-gen`` command line; return the exit status (0 ok, 2 user error)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(model_spelling(sys.argv[1:] if argv is None else argv))
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as e:

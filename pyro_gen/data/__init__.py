@@ -1,9 +1,11 @@
-"""Data sets as tensors: digits (embedded default), MNIST and Fashion-MNIST from local IDX files, 2-D sets."""
+"""Data sets as tensors: digits (embedded default), MNIST and Fashion-MNIST from local IDX files, 2-D sets,
+and a user's own file (``.npy``, ``.npz``, ``.csv``, ``.pt``)."""
 
 from __future__ import annotations
 
 from .checks import as_data_tensor, check_unit_interval
 from .digits import load_digits
+from .files import TEST_FRACTION, is_data_file, load_data_file
 from .mnist import MNIST_ENV, dataset_name, load_mnist, read_idx, write_idx
 from .split import DataSplit
 from .synthetic import (
@@ -14,13 +16,16 @@ from .synthetic import (
 )
 
 __all__ = [
+    "TEST_FRACTION",
     "DataSplit",
     "as_data_tensor",
     "check_unit_interval",
     "dataset_name",
     "grid_of_gaussians",
     "load_data",
+    "load_data_file",
     "load_digits",
+    "is_data_file",
     "load_mnist",
     "read_idx",
     "ring_of_gaussians",
@@ -29,7 +34,16 @@ __all__ = [
     "write_idx",
 ]
 
-DATA_NAMES = ("digits", "mnist:PATH", "fashion-mnist:PATH", "stacked-mnist:PATH", "moons", "ring", "grid")
+DATA_NAMES = (
+    "digits",
+    "mnist:PATH",
+    "fashion-mnist:PATH",
+    "stacked-mnist:PATH",
+    "moons",
+    "ring",
+    "grid",
+    "PATH.npy|.npz|.csv|.pt",
+)
 
 
 def load_data(spec: str, binarize: str | None = None, seed: int = 0) -> DataSplit:
@@ -41,8 +55,12 @@ def load_data(spec: str, binarize: str | None = None, seed: int = 0) -> DataSpli
     names it ``fashion-mnist`` whatever the folder; ``mnist`` alone reads ``$PYRO_GEN_MNIST``.
     ``stacked-mnist[:PATH]`` stacks three MNIST digits as the channels of one image (1000
     modes, :func:`~pyro_gen.data.stacked.load_stacked_mnist`; grey levels, never binarized).
-    ``binarize`` applies to the other image sets.
+    ``binarize`` applies to the other image sets. A spec ending in ``.npy``, ``.npz``, ``.csv``
+    or ``.pt`` (or ``file:PATH``) is a file of the user's own data
+    (:func:`~pyro_gen.data.files.load_data_file`: checked, 20% of the rows held out by ``seed``).
     """
+    if is_data_file(spec) or spec.startswith("file:"):
+        return load_data_file(spec.removeprefix("file:"), seed=seed, binarize=binarize)
     name, _, arg = spec.partition(":")
     if arg and name in ("digits", "moons", "ring", "grid"):
         raise ValueError(f"data set {name!r} takes no ':...' part, got {spec!r}")

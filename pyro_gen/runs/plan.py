@@ -22,6 +22,29 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 SECTIONS = ("run", "train", "trainer", "model")
+DATA_FILE_SUFFIXES = (".npy", ".npz", ".csv", ".pt")  # those of pyro_gen.data.files (no torch here)
+
+
+def data_spec(spec: str) -> str:
+    """Return the data spec ``spec`` with a data file's path made absolute (other specs as given).
+
+    A run folder then loads its data again from wherever it is run; ``file:PATH`` and
+    ``PATH.npy|.npz|.csv|.pt`` name files.
+    """
+    text = str(spec)
+    path = text.removeprefix("file:")
+    if text.startswith("file:") or path.lower().endswith(DATA_FILE_SUFFIXES):
+        return str(Path(path).expanduser().resolve())
+    return text
+
+
+def family_named(name: str) -> ModelFamily:
+    """Return the registered family ``name``; the ``user`` family is registered on first use."""
+    if name == "user":
+        from ..families.user import ensure_registered
+
+        ensure_registered()
+    return get_family(name)
 
 
 def trainer_config_class(family: ModelFamily) -> type | None:
@@ -95,13 +118,17 @@ def plan_run(family_name: str, **sections: dict[str, Any] | None) -> RunPlan:
 def _build_plan(family_name: str, sections: dict[str, Any], given: set[str] | None = None) -> RunPlan:
     """Return the plan from per-section settings; ``given`` (default: the train section's keys)
     are the training settings the user chose, checked against what the family honours."""
-    family = get_family(family_name)
+    family = family_named(family_name)
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown settings section(s): {', '.join(sorted(unknown))}")
     classes = section_classes(family)
     honoured = set(trainer_fields(family))
     user = {s: {k: v for k, v in (sections.get(s) or {}).items() if v is not None} for s in SECTIONS}
+    if "data" in user["run"]:
+        user["run"]["data"] = data_spec(user["run"]["data"])
+    if family.name == "user" and user["run"].get("k") not in (None, RunConfig().k):
+        raise ValueError("--k: the user family scores held-out data with --eval-samples draws; give that")
     bad = sorted(set(user["trainer"]) - honoured)
     if bad:
         what = "has no trainer settings" if not honoured else f"takes only {', '.join(sorted(honoured))}"
@@ -164,6 +191,12 @@ def _resumed_plan(family_name: str, out: Path, sections: dict[str, dict | None])
     if saved.get("family") != family_name:
         raise ValueError(f"--resume: {out} holds a {saved.get('family')} run, not a {family_name} run")
     user = {s: {k: v for k, v in (sections.get(s) or {}).items() if v is not None} for s in SECTIONS}
+    if "data" in user["run"]:
+        user["run"]["data"] = data_spec(user["run"]["data"])
+    if family_name == "user" and "target" in user["model"]:
+        from ..families.user import normalize_target
+
+        user["model"]["target"] = normalize_target(user["model"]["target"])
     merged = {s: dict(saved.get(s) or {}) for s in SECTIONS}
     fixed = [(s, k, v) for s in ("model", "trainer") for k, v in user[s].items()]
     fixed += [("run", k, user["run"][k]) for k in ("data", "binarize") if k in user["run"]]
