@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ def sample_run(run_dir: str | os.PathLike, num: int, out_file: str | os.PathLike
     """Draw ``num`` samples from a run's model into ``out_file`` (.npy, shaped like the data).
 
     Writes a PNG grid (images) or scatter (2-D data) beside it; returns the written paths.
+    Draws whose size is not a data point's (a user program observing part of each row) are
+    saved as ``(num, W)``.
     """
     import numpy as np
     import torch
@@ -108,6 +111,10 @@ def sample_run(run_dir: str | os.PathLike, num: int, out_file: str | os.PathLike
     torch.manual_seed(seed)
     x = model.sample(num).detach().cpu()
     shape = tuple(config["data_info"]["shape"])
+    if x.reshape(num, -1).shape[1] != math.prod(shape):
+        # a user's program whose observed sites are not the whole data point (e.g. a regression's
+        # response): its draws are saved as they come, one row per draw
+        shape = tuple(x.reshape(num, -1).shape[1:])
     arr = x.reshape(num, *shape).numpy()
     out_file.parent.mkdir(parents=True, exist_ok=True)
     np.save(out_file, arr)
