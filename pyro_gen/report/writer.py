@@ -29,6 +29,7 @@ from .figures import (
 from .files import markdown_table, write_history_csv, write_json
 from .flows import plot_flow_density
 from .gan import plot_gan_losses, plot_mode_coverage
+from .html import write_comparison_index
 
 if TYPE_CHECKING:
     from ..data import DataSplit
@@ -264,6 +265,7 @@ def _report_many(results: Mapping[str, Any], out: Path, title: str | None) -> li
     fig = plot_quality_vs_seconds(
         curves, out / "curves.png", ylabel, title=f"{heading}: quality against time"
     )
+    write_comparison_index(out, title=heading)  # the page over the whole folder, beside the report
     return [md_path, fig]
 
 
@@ -292,8 +294,10 @@ def report(
     ``seed + 12345``); with ``metrics``, ``metrics.json`` and ``metrics.md``.
 
     A dict writes ``comparison.md`` (per name: kind, steps, training seconds, wall and CPU
-    ms/step, threads, device, the final quality number of the history) and ``curves.png``
-    (that quality against training seconds).
+    ms/step, threads, device, the final quality number of the history), ``curves.png``
+    (that quality against training seconds), and returns those two; beside them it writes the
+    folder's page ``index.html`` (:func:`~pyro_gen.report.html.write_comparison_index`: the
+    table, every figure in the folder and links to the run folders beneath ``out_dir``).
 
     Samples are drawn with fixed seeds inside :func:`torch.random.fork_rng`, so the caller's
     torch RNG state is the same after the call.

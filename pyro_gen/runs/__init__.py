@@ -13,7 +13,9 @@ where it stopped, with the numbers an uninterrupted one gives.
 The modules, lowest first: ``plan`` (settings -> :class:`RunPlan`, ``config.json``),
 ``evaluation`` (the resumable evaluation step), ``training`` (a plan's data, budget and
 trainer; resuming from a checkpoint), ``folder`` (a run folder's files, ``load_run``,
-``sample_run``) and ``run`` (``run_plan``, ``run_fit``, ``evaluate_run``).
+``sample_run``), ``tracking`` (TensorBoard and MLflow trackers fed by the engine's row
+callbacks, ``--track``) and ``run`` (``run_plan``, ``run_fit``, ``evaluate_run``). Every run
+folder also gets a self-contained ``index.html``.
 """
 
 from .evaluation import PARTIAL, PARTIAL_FORMAT, evaluation_step, model_fingerprint
@@ -33,6 +35,7 @@ from .plan import (
     trainer_fields,
 )
 from .run import evaluate_run, run_fit, run_plan
+from .tracking import TRACK_DIRS, MLflowTracker, TensorBoardTracker, Tracker, open_tracker
 
 __all__ = [
     "CHECKPOINT",
@@ -43,12 +46,17 @@ __all__ = [
     "PARTIAL_FORMAT",
     "RUN_FILES",
     "SECTIONS",
+    "TRACK_DIRS",
+    "MLflowTracker",
     "RunPlan",
+    "TensorBoardTracker",
+    "Tracker",
     "evaluate_run",
     "evaluation_step",
     "load_run",
     "load_run_data",
     "model_fingerprint",
+    "open_tracker",
     "plan_from_dict",
     "plan_run",
     "read_config",

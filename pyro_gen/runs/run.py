@@ -30,9 +30,11 @@ from .plan import (
     read_config,
     section_classes,
 )
+from .tracking import Tracker, check_tracker, open_tracker
 from .training import (
     finished_checkpoint,
     load_plan_data,
+    read_history,
     restore_model,
     result_from_checkpoint,
     train_plan,
@@ -93,9 +95,11 @@ def _finish(
     progress: bool | None,
     evaluate: bool = True,
     hint: str = "",
+    tracker: Tracker | None = None,
     **protocol: Any,
 ) -> dict[str, Any]:
-    """Evaluate (unless ``evaluate=False``), report and write ``metrics.json``; return the metrics."""
+    """Evaluate (unless ``evaluate=False``), report, write ``metrics.json`` and ``index.html`` and
+    feed the tracker; return the metrics."""
     from ..report import report, write_metrics
 
     metrics = _training_metrics(plan, result)
@@ -110,7 +114,23 @@ def _finish(
     )
     metrics["figures"] = [p.name for p in written if p.suffix == ".png"]
     write_metrics(metrics, out)
+    _publish(out, metrics, tracker, result.history)
     return metrics
+
+
+def _publish(out: Path, metrics: dict[str, Any], tracker: Tracker | None, history=None) -> None:
+    """Write the run's ``index.html``; give the tracker the history rows it has not logged, the
+    final metrics, the figures and the run's files."""
+    from ..report import write_run_index
+
+    page = write_run_index(out)
+    if tracker is None:
+        return
+    if history is not None:
+        tracker.log_rows(history)
+    figures = [out / name for name in metrics.get("figures") or []]
+    tracker.log_final(metrics, figures, int(metrics.get("steps") or 0))
+    tracker.log_files([out / CONFIG, out / METRICS, out / HISTORY, page])
 
 
 def run_plan(
@@ -131,23 +151,24 @@ def run_plan(
     ``eval_seconds`` (wall seconds of the final evaluation). Before the evaluation starts one
     line on stderr says how many points at what ``k`` and about how long it will take.
     ``callbacks`` are the engine's per-step callbacks; with ``evaluate=False`` the final
-    evaluation is skipped (the metrics hold training numbers). A resumed run whose checkpoint
-    is already at the requested final step is not trained again: its evaluation is finished
+    evaluation is skipped (the metrics hold training numbers). The folder gets an
+    ``index.html`` (:func:`pyro_gen.report.write_run_index`); with ``plan.run.track`` set,
+    the history rows, gradient-variance rows of recorders among ``callbacks``, final metrics,
+    figures and settings go to TensorBoard or MLflow (:mod:`pyro_gen.runs.tracking`). A
+    resumed run whose checkpoint is already at the requested final step is not trained again
+    (a resumed tracker continues the same store): its evaluation is finished
     (continuing a partial one), or, when it holds a finished evaluation of the same protocol,
     its metrics are returned as they are. Under ``torchrun`` every rank trains; only rank 0
     writes files and evaluates (other ranks return None).
     """
     import pyro
-    import torch
     import torch.distributed as dist
-
-    from ..inference.engine import resolve_device
-    from ..report import write_history_csv, write_json
 
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     family = plan.family
     out = Path(out or plan.run.out or f"runs/{family.name}-{plan.run.data.split(':')[0]}")
     check_out(out, plan.run)
+    check_tracker(plan.run.track)
     out.mkdir(parents=True, exist_ok=True)
     seed = plan.train.seed or 0
     pyro.set_rng_seed(seed)
@@ -157,6 +178,34 @@ def run_plan(
     train = with_budget(plan, data)
     config = {**plan.to_dict(), "data_info": _data_info(data)}
     config["run"]["out"] = str(out)
+    tracker = open_tracker(plan.run.track, out, resume=plan.run.resume) if rank == 0 else None
+    if tracker is None:
+        return _run_plan(plan, out, data, model, train, config, rank, progress, callbacks, evaluate, None)
+    with tracker:
+        tracker.log_config(config)
+        tracker.watch(callbacks)
+        return _run_plan(plan, out, data, model, train, config, rank, progress, callbacks, evaluate, tracker)
+
+
+def _run_plan(
+    plan: RunPlan,
+    out: Path,
+    data,
+    model,
+    train: TrainConfig,
+    config: dict[str, Any],
+    rank: int,
+    progress: bool | None,
+    callbacks: Sequence[Callable],
+    evaluate: bool,
+    tracker: Tracker | None,
+) -> dict | None:
+    import torch
+
+    from ..inference.engine import resolve_device
+    from ..report import write_history_csv, write_json
+
+    family = plan.family
     if rank == 0 and not plan.run.resume:
         write_json(config, out / CONFIG)
     finished = finished_checkpoint(plan, out, data, train)
@@ -167,6 +216,8 @@ def run_plan(
             print_line(
                 f"{out}: trained to step {step} and evaluated already ({done['eval_points']} test points)"
             )
+            if tracker is not None:
+                _publish(out, done, tracker, read_history(out / HISTORY))
             return done
         if rank == 0:
             print_line(f"{out}: training is already at step {step}, the requested final step; evaluating")
@@ -176,7 +227,8 @@ def run_plan(
             model.to(device)
         result = result_from_checkpoint(plan, model, finished, train, data, out / CHECKPOINT)
     else:
-        result = train_plan(plan, model, data, train, out, progress and rank == 0, callbacks)
+        rows = [tracker.log_row] if tracker is not None else []
+        result = train_plan(plan, model, data, train, out, progress and rank == 0, callbacks, rows)
         if rank == 0:  # the whole history, also for a run whose evaluation never finishes
             write_history_csv(result.history, out / HISTORY)
     if rank == 0 and plan.run.resume:  # the resumed run's budget and settings, once it trained
@@ -188,7 +240,9 @@ def run_plan(
     if family.state is not None:
         torch.save(family.state(model), out / (family.state_file or "model.pt"))
     hint = f"limit with --eval-points, or later: pyro-gen evaluate {out}"
-    return _finish(plan, model, data, out, result, progress=progress, evaluate=evaluate, hint=hint)
+    return _finish(
+        plan, model, data, out, result, progress=progress, evaluate=evaluate, hint=hint, tracker=tracker
+    )
 
 
 def _data_info(data) -> dict[str, Any]:
@@ -217,6 +271,8 @@ def run_fit(
     progress: bool | None = True,
     estimator: str | None = None,
     num_particles: int | None = None,
+    track: str = "none",
+    eval_points: int | None = None,
     **train_settings: Any,
 ) -> dict[str, Any] | None:
     """Fit ``family_name`` on ``data_spec``, evaluate on the test split, write the run folder.
@@ -227,7 +283,9 @@ def run_fit(
     Settings left out take the family's defaults, as on the command line. ``binarize`` is
     ``"dynamic"``, ``"static"``, ``None`` (no binarization) or ``"default"`` (the family's
     choice). A folder that already holds a run is refused unless ``resume`` (continue it) or
-    ``overwrite`` (replace it). Returns the metrics of :func:`run_plan`.
+    ``overwrite`` (replace it). ``track`` is ``none``, ``tensorboard`` or ``mlflow``
+    (``--track``); ``eval_points`` limits the final evaluation to the first N test points.
+    Returns the metrics of :func:`run_plan`.
     """
     family = get_family(family_name)
     classes = section_classes(family)
@@ -245,7 +303,16 @@ def run_fit(
         else:
             raise ValueError(f"unknown option {key!r} for the {family.name} family")
     trainer_opts.update({k: v for k, v in (("estimator", estimator), ("num_particles", num_particles)) if v})
-    run = {"data": data_spec, "out": str(out), "k": k, "resume": resume, "overwrite": overwrite}
+    run = {
+        "data": data_spec,
+        "out": str(out),
+        "k": k,
+        "resume": resume,
+        "overwrite": overwrite,
+        "track": track,
+    }
+    if eval_points is not None:
+        run["eval_points"] = eval_points
     if binarize != "default":
         run["binarize"] = binarize or "none"
     plan = plan_run(
@@ -315,9 +382,19 @@ def evaluate_run(
                 f"{run_dir} holds no {CHECKPOINT} and no {METRICS}: evaluate a trained run"
             )
         result = result_from_checkpoint(plan, model, state, train, data, run_dir / CHECKPOINT)
-        return _finish(plan, model, data, run_dir, result, **protocol)
+        tracker = open_tracker(plan.run.track, run_dir, resume=True)
+        if tracker is None:
+            return _finish(plan, model, data, run_dir, result, **protocol)
+        with tracker:
+            return _finish(plan, model, data, run_dir, result, tracker=tracker, **protocol)
     metrics.update(
         evaluation_step(plan, model, data, run_dir, train_elbo="train_elbo" not in metrics, **protocol)
     )
     write_metrics(metrics, run_dir)
+    tracker = open_tracker(plan.run.track, run_dir, resume=True)
+    if tracker is None:
+        _publish(run_dir, metrics, None)
+    else:
+        with tracker:
+            _publish(run_dir, metrics, tracker)
     return metrics

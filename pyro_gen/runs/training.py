@@ -60,10 +60,21 @@ def _estimator(plan: RunPlan) -> str:
 
 
 def train_plan(
-    plan: RunPlan, model, data, train: TrainConfig, out: Path, progress: bool | None, callbacks=()
+    plan: RunPlan,
+    model,
+    data,
+    train: TrainConfig,
+    out: Path,
+    progress: bool | None,
+    callbacks=(),
+    row_callbacks=(),
 ):
     """Train ``model`` on ``data`` with the plan's trainer through the engine, checkpointing to
-    ``out/checkpoint.pt`` (resumed from there with ``--resume``); return the ``FitResult``."""
+    ``out/checkpoint.pt`` (resumed from there with ``--resume``); return the ``FitResult``.
+
+    ``callbacks`` get the engine's per-step :class:`~pyro_gen.inference.objective.StepInfo`,
+    ``row_callbacks`` each history row as it is logged (the trackers' feed); a family with a
+    training loop of its own (``trainer="custom"``) gets ``callbacks`` only."""
     from ..inference.engine import train as run_engine
 
     family = plan.family
@@ -93,7 +104,7 @@ def train_plan(
             num_particles=plan.trainer.num_particles,
             eval_particles=plan.trainer.eval_particles,
         )
-        return run_engine(objective, data.train, train, **common)
+        return run_engine(objective, data.train, train, **common, row_callbacks=row_callbacks)
     if family.trainer == "adversarial":
         from ..inference.adversarial import AdversarialObjective
 
@@ -104,11 +115,11 @@ def train_plan(
                 return family.monitor(gan, data, plan.model, seed)
 
         objective = AdversarialObjective(model, plan.trainer, eval_fn=monitor)
-        return run_engine(objective, data.train, train, **common)
+        return run_engine(objective, data.train, train, **common, row_callbacks=row_callbacks)
     if family.trainer == "loss":
         from ..inference.loss import LossObjective
 
-        return run_engine(LossObjective(model), data.train, train, **common)
+        return run_engine(LossObjective(model), data.train, train, **common, row_callbacks=row_callbacks)
     # a custom trainer hands gradient training to the engine (with these checkpoints) and
     # refuses --resume for algorithms that keep none
     return family.train(model, data, plan.model, train, plan.given, **common)
@@ -140,9 +151,7 @@ def finished_checkpoint(plan: RunPlan, out: Path, data, train: TrainConfig) -> d
     return state
 
 
-def restore_model(
-    plan: RunPlan, run_dir: Path, model: Any, data, state: dict[str, Any] | None = None
-) -> Any:
+def restore_model(plan: RunPlan, run_dir: Path, model: Any, data, state: dict[str, Any] | None = None) -> Any:
     """Return the trained model of ``run_dir``: the family's ``load`` hook, else ``model`` with the
     checkpoint's module state and param store (``state``: the checkpoint, when already read)."""
 
@@ -166,7 +175,7 @@ def result_from_checkpoint(
 
     loop = state["loop"]
     history = list(state.get("history") or [])
-    written = _read_history(ckpt.parent / HISTORY)
+    written = read_history(ckpt.parent / HISTORY)
     if written and written[-1].get("step") == loop["step"] and len(written) >= len(history):
         history = written  # with the final row a checkpoint keeps out when it ends between log rows
     n_local = max(1, int(data.train.shape[0]))
@@ -187,7 +196,7 @@ def result_from_checkpoint(
     )
 
 
-def _read_history(path: Path) -> list[dict[str, Any]]:
+def read_history(path: Path) -> list[dict[str, Any]]:
     """Return the rows of a ``history.csv`` with their numbers as numbers (empty cells as None)."""
     import csv
 
