@@ -18,4 +18,10 @@ BUILTIN_ESTIMATORS: dict[str, str] = {
     "stl": "sticking the landing: path-derivative ELBO gradient",
     "iwae": "IWAE bound, k samples",
     "dreg": "IWAE bound, DReG gradient",
+    "miwae": "MIWAE: mean of M IWAE bounds of K samples (miwae:MxK; miwae = miwae:8x8)",
+    "piwae": "PIWAE: model on the IWAE bound of MxK samples, guide on MIWAE (piwae:MxK; 8x8)",
+    "ciwae": "CIWAE: beta ELBO + (1 - beta) IWAE, K samples (ciwae:K:beta; ciwae = ciwae:64:0.5)",
+    "renyi": "Renyi alpha bound, K samples; alpha 0 is IWAE, 1 the ELBO (renyi:K:alpha; 5:0.5)",
+    "vimco": "VIMCO: IWAE bound, score function with leave-one-out signals (vimco:K; vimco:5)",
+    "rws": "reweighted wake-sleep: wake-theta and wake-phi, K samples (rws:K; rws:5)",
 }

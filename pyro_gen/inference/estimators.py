@@ -26,19 +26,27 @@ from ..models.base import DATA_PLATE
 from .catalog import BUILTIN_ESTIMATORS
 from .traces import plate_nesting, sum_log_prob
 
-_ESTIMATORS: dict[str, tuple[Callable[..., ELBO], str]] = {}
+_ESTIMATORS: dict[str, tuple[Callable[..., ELBO], str, Callable[[str], dict] | None]] = {}
 
 
-def register_estimator(name: str, factory: Callable[..., ELBO], summary: str | None = None) -> None:
-    """Register ``factory(num_particles=..., **kw) -> ELBO`` under ``name``.
+def register_estimator(
+    name: str,
+    factory: Callable[..., ELBO],
+    summary: str | None = None,
+    parse: Callable[[str], dict] | None = None,
+) -> None:
+    """Register ``factory(num_particles=..., **kw) -> ELBO`` under ``name``; returns None.
 
     ``summary`` (one line for ``pyro-gen list``) defaults to the built-in catalog's entry.
+    ``parse`` turns the text after the name's colon (``"8x8"`` in ``"miwae:8x8"``) into
+    keyword arguments of ``factory``, raising ``ValueError`` for text it cannot read; without
+    it the text must be a positive integer, the particle count (``"iwae:5"``).
     """
     if summary is None:
         if name not in BUILTIN_ESTIMATORS:
             raise ValueError(f"register_estimator({name!r}, ...) needs a summary")
         summary = BUILTIN_ESTIMATORS[name]
-    _ESTIMATORS[name] = (factory, summary)
+    _ESTIMATORS[name] = (factory, summary, parse)
 
 
 def estimator_names() -> list[str]:
@@ -46,23 +54,40 @@ def estimator_names() -> list[str]:
     return sorted(_ESTIMATORS)
 
 
+def parse_particles(arg: str) -> dict:
+    """Return ``{"num_particles": K}`` for the text ``"K"`` (a positive integer); else raise ValueError."""
+    if not arg.isdigit() or int(arg) < 1:
+        raise ValueError("the particle count after ':' must be a positive integer")
+    return {"num_particles": int(arg)}
+
+
 def make_estimator(spec: str | ELBO, num_particles: int = 1, **kwargs) -> ELBO:
     """Return an ELBO for ``spec``: an ELBO instance (returned as is) or a registered name.
 
-    A name may carry the particle count after a colon, e.g. ``"iwae:5"``.
+    A name may carry arguments after a colon: the particle count (``"iwae:5"``) or the
+    estimator's own syntax (``"miwae:8x8"``, ``"ciwae:64:0.5"``: see ``docs/bounds.md``);
+    they override ``num_particles`` and ``kwargs``.
     """
     if isinstance(spec, ELBO):
         return spec
     if not isinstance(spec, str):
         raise ValueError(f"estimator must be a name or a pyro.infer.ELBO, got {type(spec).__name__}")
-    name, _, k = spec.partition(":")
+    name, colon, arg = spec.partition(":")
     if name not in _ESTIMATORS:
         raise ValueError(f"unknown estimator {spec!r}; choose one of {', '.join(estimator_names())}")
-    if k:
-        if not k.isdigit() or int(k) < 1:
-            raise ValueError(f"estimator {spec!r}: the particle count after ':' must be a positive integer")
-        num_particles = int(k)
-    return _ESTIMATORS[name][0](num_particles=num_particles, **kwargs)
+    factory, _, parse = _ESTIMATORS[name]
+    if colon:
+        try:
+            parsed = (parse or parse_particles)(arg)
+        except ValueError as e:
+            raise ValueError(f"estimator {spec!r}: {e}") from None
+        kwargs = {**kwargs, **parsed}
+        num_particles = kwargs.pop("num_particles", num_particles)
+        try:
+            return factory(num_particles=num_particles, **kwargs)
+        except ValueError as e:
+            raise ValueError(f"estimator {spec!r}: {e}") from None
+    return factory(num_particles=num_particles, **kwargs)
 
 
 def own_stream(args) -> contextlib.AbstractContextManager:
@@ -464,6 +489,8 @@ class IWAE_ELBO(infer.ELBO):
         super().__init__(num_particles=int(num_particles), **kwargs)
         self._nesting: int | None = None
 
+    _who = "iwae"  # the registered name, in error messages
+
     # -------------------------------------------------------------- log weights
     def _traces(self, model, guide, args, kwargs):
         if self._nesting is None:
@@ -487,6 +514,23 @@ class IWAE_ELBO(infer.ELBO):
             guide_tr, dim, self.num_particles, "guide", _detach_dist if detach_guide else None
         )
         return log_p, log_q, scale, guide_tr, dim
+
+    def _replayed_log_p(self, model, guide_tr, args, kwargs, dim: int) -> torch.Tensor:
+        """Return ``log p(x, z)`` as ``(k, B)`` nats with the model replayed on *detached* latents.
+
+        Used where the model's parameters must receive a gradient that the guide's must not
+        (PIWAE): the latent values of ``guide_tr`` are cut from the graph, so the result
+        depends on the model's parameters only. Runs the model a second time.
+        """
+        fixed = poutine.Trace()
+        for name, site in guide_tr.nodes.items():
+            if site["type"] == "sample" and torch.is_tensor(site["value"]):
+                site = dict(site, value=site["value"].detach())
+            fixed.nodes[name] = site
+        plate = pyro.plate("_iwae_particles", self.num_particles, dim=dim)
+        model_tr = poutine.trace(poutine.replay(plate(model), trace=fixed)).get_trace(*args, **kwargs)
+        log_p, _ = _per_point(model_tr, dim, self.num_particles, "model", None)
+        return log_p
 
     def _wrap_guide(self, guide):
         return guide
@@ -517,7 +561,7 @@ class IWAE_ELBO(infer.ELBO):
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """Return the negative bound (nats) as a tensor whose gradient is the IWAE gradient."""
         log_p, log_q, scale, guide_tr, _ = self._log_weights(model, guide, args, kwargs)
-        self._check_reparam(guide_tr, "iwae")
+        self._check_reparam(guide_tr, self._who)
         return -scale * self._bound(log_p - log_q).sum()
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
@@ -604,7 +648,8 @@ def _data_frame(name: str, site):
     if not frames:
         raise ValueError(
             f"site {name!r} is outside the '{DATA_PLATE}' plate: the multi-sample estimators (iwae, dreg, "
-            "score-loo) weight samples per data point, so every sample site must be local to a data point"
+            "score-loo, miwae, piwae, ciwae, renyi, vimco, rws) weight samples per data point, so every "
+            "sample site must be local to a data point"
         )
     return frames[0]
 
@@ -669,3 +714,25 @@ register_estimator(
 register_estimator("stl", _vectorized(STL_ELBO))
 register_estimator("iwae", lambda num_particles=1, **kw: IWAE_ELBO(num_particles, **kw))
 register_estimator("dreg", lambda num_particles=1, **kw: DReG_ELBO(num_particles, **kw))
+
+
+def _bound_factory(name: str) -> Callable[..., ELBO]:
+    def factory(num_particles: int = 1, **kw) -> ELBO:
+        from .bounds import make_bound  # imported here: bounds builds on this module
+
+        return make_bound(name, num_particles=num_particles, **kw)
+
+    return factory
+
+
+def _bound_parser(name: str) -> Callable[[str], dict]:
+    def parse(arg: str) -> dict:
+        from .bounds import parse_bound_spec
+
+        return parse_bound_spec(name, arg)
+
+    return parse
+
+
+for _name in ("miwae", "piwae", "ciwae", "renyi", "vimco", "rws"):
+    register_estimator(_name, _bound_factory(_name), parse=_bound_parser(_name))

@@ -4,24 +4,29 @@ Model:  z_nl ~ Bernoulli(pi_l), l = 1..L;  x_n ~ Bernoulli(decoder(z_n))  (per p
 Guide:  q(z_n | x_n) = prod_l Bernoulli(sigmoid(encoder(x_n))_l)
 
 One sample site per latent bit (``z_0 ... z_{L-1}``) so that Pyro can enumerate them.
-With a small ``L`` the same pair is trained three ways, all through ``fit``:
+With a small ``L`` the same pair is trained four ways, all through ``fit``:
 
 - exact enumeration of the guide (``guide_enumerated`` with ``TraceEnum_ELBO``: the ELBO
   and its gradient are sums over all ``2^L`` codes, no Monte Carlo noise);
 - the score function with baselines (``guide`` with ``score``, ``score-baseline``,
   ``score-nn``, ``score-loo:K``; Bernoulli sites are not reparameterizable);
+- multi-sample score-function estimators on ``guide``: ``vimco:K`` (the IWAE bound with
+  leave-one-out signals, Mnih and Rezende 2016) and ``rws:K`` (reweighted wake-sleep,
+  Bornschein and Bengio 2015), from :mod:`pyro_gen.inference.bounds`;
 - a continuous relaxation (``guide_relaxed``: straight-through Gumbel / binary Concrete
   samples, Jang et al. 2017, Maddison et al. 2017, with ``analytic-kl``: the KL between the
   Bernoulli posterior and prior is exact, the reconstruction gradient is the biased
   straight-through estimate).
 
-:meth:`exact_elbo` and :meth:`exact_log_likelihood` sum over all ``2^L`` codes, so the three
-can be compared on the true objective and on the exact log p(x) (nats per data point).
+:meth:`exact_elbo` and :meth:`exact_log_likelihood` sum over all ``2^L`` codes, so the methods
+can be compared on the true objective and on the exact log p(x) (nats per data point);
+:meth:`exact_iwae_bound` is the expected ``k``-sample bound, summed over all ``k``-tuples.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import pyro
@@ -35,6 +40,7 @@ from .base import data_plate
 from .nets import mlp, set_output_bias
 
 MAX_EXACT_LATENTS = 16
+MAX_EXACT_TUPLES = 2**16
 
 
 @register_kl(dist.RelaxedBernoulliStraightThrough, dist.Bernoulli)
@@ -133,14 +139,45 @@ class DiscreteVAE(nn.Module):
             )
         return torch.tensor(list(itertools.product([0.0, 1.0], repeat=self.num_latents)))
 
-    @torch.no_grad()
-    def _joint_and_q(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        codes = self.all_codes()  # (C, L)
+    def code_log_densities(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(log p(x, c), log q(c | x))`` for every code ``c``: two ``(2^L, N)`` tensors (nats).
+
+        Differentiable in the model's and the guide's parameters, so exact gradients of any
+        objective built from them (enumerated bounds, expected estimators) follow by autograd.
+        """
+        codes = self.all_codes().to(x.device)  # (C, L)
         log_prior = dist.Bernoulli(self.prior_probs).log_prob(codes).sum(-1)  # (C,)
         log_lik = self.likelihood_dist(codes.unsqueeze(1)).log_prob(x)  # (C, N)
         logits = self.encoder(x)  # (N, L)
         log_q = dist.Bernoulli(logits=logits.unsqueeze(0)).log_prob(codes.unsqueeze(1)).sum(-1)  # (C, N)
         return log_lik + log_prior.unsqueeze(1), log_q
+
+    @torch.no_grad()
+    def _joint_and_q(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.code_log_densities(x)
+
+    def exact_iwae_bound(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """Return ``E_q[log (1/k) sum_i w_i]`` per row of ``x`` (nats), summed over every k-tuple of codes.
+
+        The expected importance-weighted bound of ``k`` samples (the ELBO at ``k = 1``), exact
+        and differentiable: the objective whose gradient VIMCO and IWAE estimate, and whose
+        model gradient the wake-theta phase of reweighted wake-sleep estimates. Costs
+        ``2^(L k)`` terms per row; refused above :data:`MAX_EXACT_TUPLES`.
+        """
+        if int(k) < 1:
+            raise ValueError(f"k must be a positive integer, got {k}")
+        num_codes = 2**self.num_latents
+        if num_codes ** int(k) > MAX_EXACT_TUPLES:
+            raise ValueError(
+                f"the exact {k}-sample bound sums over 2^(L k) = {num_codes}^{k} tuples; "
+                f"at most {MAX_EXACT_TUPLES} are allowed"
+            )
+        log_joint, log_q = self.code_log_densities(x)  # (C, N)
+        tuples = torch.cartesian_prod(*[torch.arange(num_codes)] * int(k)).reshape(-1, int(k))  # (T, k)
+        log_w = (log_joint - log_q)[tuples]  # (T, k, N)
+        log_prob = log_q[tuples].sum(1)  # (T, N)
+        bound = torch.logsumexp(log_w, dim=1) - math.log(k)  # (T, N)
+        return (log_prob.exp() * bound).sum(0)
 
     def exact_elbo(self, x: torch.Tensor) -> torch.Tensor:
         """Return the exact ELBO of each row of ``x`` (nats), summing over all ``2^L`` codes."""
