@@ -59,6 +59,74 @@ def vae_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-particles", type=int, default=100, help="particles for the final ELBOs")
 
 
+USER_ESTIMATORS = "reparam,score,score-baseline,stl,iwae:5,dreg:5"
+USER_GUIDES = ("normal", "lowrank", "iaf")
+
+
+def _user_program(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        required=True,
+        help="your program: FILE.py:NAME or package.module:NAME (as in `pyro-gen fit --model`)",
+    )
+    p.add_argument(
+        "--data", default="digits", help="PATH.npy|.npz|.csv|.pt (20%% held out by --seed), or a built-in set"
+    )
+    p.add_argument("--binarize", default="none", choices=["dynamic", "static", "none"])
+    p.add_argument("--seed", type=int, default=0)
+    _threads(p)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def estimators_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the flags of ``pyro-gen compare estimators`` (gradient estimators on your program) to ``p``."""
+    _user_program(p)
+    p.add_argument(
+        "--estimators",
+        default=None,
+        help=f"comma-separated estimator names (default {USER_ESTIMATORS}, leaving out those the "
+        "program cannot run; named ones that cannot run are refused)",
+    )
+    p.add_argument(
+        "--guide",
+        default="own",
+        choices=("own", *USER_GUIDES),
+        help="own: the program's guide (AutoNormal without one); normal | lowrank | iaf: an automatic guide",
+    )
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps per estimator (same budget)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--out", default="runs/compare-estimators-user", help="report folder")
+    p.add_argument("--checkpoints", type=int, default=5, help="variance checkpoints from step 0 to the end")
+    p.add_argument("--variance-draws", type=int, default=30, help="gradient draws per checkpoint")
+    p.add_argument("--k", type=int, default=1000, help="guide draws for the held-out log p(x)")
+    p.add_argument("--device", default=None, help="where the program trains: cpu | cuda | cuda:N | auto")
+    p.add_argument(
+        "--eval-every", type=int, default=None, help="held-out ELBO every N steps (default steps/20)"
+    )
+    p.add_argument("--eval-particles", type=int, default=10, help="particles for the final ELBOs")
+
+
+def inference_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the flags of ``pyro-gen compare inference`` (SVI guides against NUTS on your program) to ``p``."""
+    _user_program(p)
+    p.add_argument(
+        "--guides",
+        default=",".join(USER_GUIDES),
+        help="comma-separated automatic guides: normal (AutoNormal), lowrank "
+        "(AutoLowRankMultivariateNormal), iaf (AutoIAFNormal); own adds the program's guide",
+    )
+    p.add_argument("--steps", type=int, default=3000, help="SVI steps per guide (full batch, Adam)")
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument(
+        "--num-samples", type=int, default=1000, help="posterior draws per method (NUTS: per chain)"
+    )
+    p.add_argument("--nuts-warmup", type=int, default=500)
+    p.add_argument("--nuts-chains", type=int, default=2)
+    p.add_argument("--k", type=int, default=1000, help="importance samples for PSIS k-hat")
+    p.add_argument("--out", default="runs/compare-inference-user", help="report folder")
+
+
 def discrete_arguments(p: argparse.ArgumentParser) -> None:
     """Add the flags of ``pyro-gen compare discrete`` (binary-latent VAE estimators) to ``p``."""
     _common(p, "runs/compare-discrete")

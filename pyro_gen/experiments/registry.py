@@ -48,6 +48,12 @@ _BUILTIN = (
         _Deferred("pyro_gen.experiments.discrete"),
     ),
     Comparison(
+        "estimators",
+        "gradient estimators on your program (--model FILE.py:NAME): ELBO, log p(x), variance, SNR",
+        arguments.estimators_arguments,
+        _Deferred("pyro_gen.experiments.estimators"),
+    ),
+    Comparison(
         "families",
         "every family (autoregressive, flow, VAE, GAN, autoencoder) on one table",
         arguments.families_arguments,
@@ -58,6 +64,12 @@ _BUILTIN = (
         "Gaussian mixture by EM, SVI-MAP, SVI-variational and NUTS; K chosen by BIC and PSIS-LOO",
         arguments.gmm_arguments,
         _Deferred("pyro_gen.experiments.gmm"),
+    ),
+    Comparison(
+        "inference",
+        "your program (--model FILE.py:NAME): SVI guides against NUTS, PSIS k-hat, posterior moment errors",
+        arguments.inference_arguments,
+        _Deferred("pyro_gen.experiments.inference"),
     ),
     Comparison(
         "vae",

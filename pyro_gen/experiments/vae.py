@@ -1,11 +1,13 @@
 """``pyro-gen compare vae``: which gradient estimator should train this VAE, measured.
 
 Every estimator trains the same VAE from the same initialization, with the same seed,
-minibatch order, optimizer and step budget; only the gradient estimator differs. At fixed
-checkpoints the gradient variance and SNR of the estimator being trained are measured on a
-fixed batch (:class:`~pyro_gen.inference.GradientVarianceRecorder`, a ``fit`` callback whose
-time the trainer books as evaluation, and whose random state is restored so training is
-unaffected). Costs come from each run's :class:`~pyro_gen.inference.FitResult`
+minibatch order, optimizer and step budget; only the gradient estimator differs. The
+machinery is :func:`~pyro_gen.experiments.estimators.train_estimators`, shared with
+``compare estimators`` (any model/guide pair): at fixed checkpoints the gradient variance and
+SNR of the estimator being trained are measured on a fixed batch
+(:class:`~pyro_gen.inference.GradientVarianceRecorder`, a ``fit`` callback whose time the
+trainer books as evaluation, and whose random state is restored so training is unaffected).
+Costs come from each run's :class:`~pyro_gen.inference.FitResult`
 (:func:`~pyro_gen.experiments.costs.fit_costs`). The report folder holds ``report.md``
 (tables), ``estimators.csv``, ``gradient_variance.csv``, ``comparison.json`` and PNG figures.
 """
@@ -14,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pyro
 import torch
 
 from ..data import DataSplit, load_data
 from ..evaluation.likelihood import importance_log_likelihood
-from ..inference import GradientVarianceRecorder, elbo_per_point, fit, make_estimator
+from ..inference import elbo_per_point
 from ..inference.engine import resolve_device
 from ..models.vae import VAE
 from ..report import write_json
@@ -40,7 +40,7 @@ from ..report.estimators import (
     write_markdown,
 )
 from .arguments import DEFAULT_ESTIMATORS
-from .costs import fit_costs
+from .estimators import checkpoint_steps, parse_estimators, train_estimators
 
 __all__ = [
     "DEFAULT_ESTIMATORS",
@@ -52,29 +52,6 @@ __all__ = [
     "set_threads",
     "write_report",
 ]
-
-
-def parse_estimators(spec: str | Sequence[str]) -> list[str]:
-    """Return the estimator names of a comma-separated ``spec`` (or a list), each checked to exist.
-
-    Raises ``ValueError`` for an empty list, a repeated name or an unknown estimator.
-    """
-    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
-    names = [n for n in names if n]
-    if not names:
-        raise ValueError("--estimators is empty")
-    if len(set(names)) != len(names):
-        raise ValueError(f"--estimators lists a name twice: {names}")
-    for n in names:
-        make_estimator(n)  # ValueError naming the bad one
-    return names
-
-
-def checkpoint_steps(steps: int, count: int) -> list[int]:
-    """Return ``count`` steps from 0 to ``steps`` (inclusive), evenly spaced, without repeats."""
-    if count < 2:
-        raise ValueError(f"the number of variance checkpoints must be >= 2, got {count}")
-    return sorted({int(round(i * steps / (count - 1))) for i in range(count)})
 
 
 def compare_estimators(
@@ -110,99 +87,43 @@ def compare_estimators(
     of the step-0 variance measurement and the final scores).
     """
     names = parse_estimators(estimators)
-    dev = resolve_device(device) or torch.device("cpu")
-    if steps <= 0:
-        raise ValueError(f"steps must be positive, got {steps}")
-    checkpoints = checkpoint_steps(steps, num_checkpoints)
-    eval_every = eval_every or max(1, steps // 20)
+    resolve_device(device)  # an unknown device is refused before anything is built
     torch.manual_seed(seed)
     base = VAE(data.dim, latent_dim=latent_dim, hidden=list(hidden))
     base.init_output_bias(data.train.mean(0))
     init_state = copy.deepcopy(base.state_dict())
-    g = torch.Generator().manual_seed(seed + 1)
-    fixed_batch = data.train[torch.randperm(data.train.shape[0], generator=g)[:variance_batch]]
-    train_eval = data.train
-    if data.batch_transform is not None:
-        fixed_batch = torch.bernoulli(fixed_batch, generator=g)
-        train_eval = torch.bernoulli(data.train, generator=g)
-    fixed_batch, train_eval, test_data = fixed_batch.to(dev), train_eval.to(dev), data.test.to(dev)
-    # Warm-up (allocator, kernels, lazy imports) so the first estimator's ms/step is not penalized.
-    fit(
-        copy.deepcopy(base),
-        data.train,
-        steps=min(20, steps),
-        batch_size=batch_size,
-        transform=data.batch_transform,
-        progress=False,
-        device=dev,
-    )
-    results = []
-    for name in names:
-        pyro.clear_param_store()
+
+    def build() -> VAE:
         vae = VAE(data.dim, latent_dim=latent_dim, hidden=list(hidden))
         vae.load_state_dict(init_state)
-        vae.to(dev)
-        elbo = make_estimator(name)
-        recorder = GradientVarianceRecorder(
-            vae,
-            elbo,
-            fixed_batch,
-            num_draws=variance_draws,
-            at_steps=[s for s in checkpoints if s > 0],
-            num_data=data.train.shape[0],
-        )
-        pyro.set_rng_seed(seed)
-        t_before = time.perf_counter()
-        if 0 in checkpoints:
-            recorder.record(0)
-        before_seconds = time.perf_counter() - t_before
-        if progress:
-            print(f"[compare vae] {name}: {steps} steps", flush=True)
-        res = fit(
-            vae,
-            data.train,
-            estimator=elbo,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            transform=data.batch_transform,
-            test_data=test_data,
-            eval_every=eval_every,
-            log_every=eval_every,
-            seed=seed,
-            callbacks=[recorder],
-            progress=progress,
-            device=dev,
-        )
-        t_final = time.perf_counter()
+        return vae
+
+    def score(vae: VAE, train_eval: torch.Tensor, test_data: torch.Tensor) -> dict[str, float]:
         with torch.no_grad():
             final = {
                 "train_elbo": elbo_per_point(vae.model, vae.guide, train_eval, num_particles=eval_particles),
                 "test_elbo": elbo_per_point(vae.model, vae.guide, test_data, num_particles=eval_particles),
             }
-        ll = importance_log_likelihood(vae, data.test, k=k)
-        costs = fit_costs(res)
-        costs["final_eval_seconds"] = before_seconds + time.perf_counter() - t_final
-        last = recorder.rows[-1] if recorder.rows else {}
-        final.update(
-            {
-                "test_log_likelihood": ll["log_likelihood"],
-                "encoder_variance": last.get("encoder", {}).get("total_variance"),
-                "decoder_variance": last.get("decoder", {}).get("total_variance"),
-                "encoder_snr": last.get("encoder", {}).get("snr"),
-                "decoder_snr": last.get("decoder", {}).get("snr"),
-            }
-        )
-        results.append(
-            {
-                "name": name,
-                "history": [dict(r) for r in res.history],
-                "variance": recorder.rows,
-                "final": final,
-                "costs": costs,
-            }
-        )
-    return results
+        final["test_log_likelihood"] = importance_log_likelihood(vae, data.test, k=k)["log_likelihood"]
+        return final
+
+    return train_estimators(
+        build,
+        data,
+        names,
+        score,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        num_checkpoints=num_checkpoints,
+        variance_draws=variance_draws,
+        variance_batch=variance_batch,
+        eval_every=eval_every,
+        progress=progress,
+        device=device,
+        label="compare vae",
+    )
 
 
 def write_report(results: list[dict], out: str | Path, config: dict, k: int) -> Path:

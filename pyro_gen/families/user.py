@@ -145,7 +145,7 @@ def program_pair(obj: Any, shape: tuple[int, ...], target: str = "the target") -
     )
 
 
-def _latent_sites(trace) -> dict[str, bool]:
+def latent_sites(trace) -> dict[str, bool]:
     """Return ``{name: local}`` of the unobserved sample sites of ``trace`` (local: in the data plate)."""
     from pyro.poutine.util import site_is_subsample
 
@@ -226,7 +226,7 @@ def user_model_class() -> type:
                     raise ValueError(
                         f"--model {self.target}: the model fails on the data ({_first(e)})"
                     ) from None
-                latents = _latent_sites(mtr)
+                latents = latent_sites(mtr)
                 if not latents:
                     raise ValueError(f"--model {self.target}: the model has no latent sample site to infer")
                 local = sorted(n for n, is_local in latents.items() if is_local)
@@ -242,7 +242,7 @@ def user_model_class() -> type:
                     raise ValueError(
                         f"--model {self.target}: the guide fails on the data ({_first(e)})"
                     ) from None
-            guided = set(_latent_sites(gtr))
+            guided = set(latent_sites(gtr))
             if guided != set(latents):
                 missing, extra = sorted(set(latents) - guided), sorted(guided - set(latents))
                 parts = [
@@ -347,6 +347,34 @@ def build_user_model(data, cfg: UserConfig):
     return user_model_class()(program, model_fn, guide_fn, cfg.guide, rows, cfg.target)
 
 
+def per_point_log_weight(model_trace, guide_trace, num_points: int):
+    """Return the ``(num_points,)`` float64 sum of the data-plate sites' log-densities in nats.
+
+    The model's sites (observed and per-point latent) count with a plus sign, the guide's
+    per-point latents (``guide_trace``, may be None) with a minus sign; sites outside the
+    ``data`` plate (global latents, drawn from the guide or a posterior) are not weighted.
+    """
+    import torch
+
+    from ..evaluation.likelihood import site_log_prob
+
+    total = torch.zeros(num_points, dtype=torch.float64)
+    for tr, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
+        if tr is None:
+            continue
+        for site in tr.nodes.values():
+            if site["type"] != "sample" or (sign < 0 and site["is_observed"]):
+                continue
+            frames = [f for f in site["cond_indep_stack"] if f.name == DATA_PLATE]
+            if not frames:
+                continue
+            lp = site_log_prob(site["fn"], site["value"])
+            lp = lp.reshape((1,) * max(0, -frames[0].dim - lp.dim()) + tuple(lp.shape))
+            lp = lp.movedim(lp.dim() + frames[0].dim, 0).reshape(num_points, -1).sum(-1)
+            total = total + sign * lp.double()
+    return total
+
+
 def predictive_log_likelihood(model: Any, x, num_samples: int = 1000, progress: bool = False):
     """Return the ``(N,)`` held-out log-likelihoods of ``x`` in nats (float64, see the module docstring).
 
@@ -356,24 +384,10 @@ def predictive_log_likelihood(model: Any, x, num_samples: int = 1000, progress: 
     import torch
     from tqdm.auto import tqdm
 
-    from ..evaluation.likelihood import site_log_prob
-
     def one_draw() -> torch.Tensor:
         gtr = poutine.trace(model.guide).get_trace(x)
         mtr = poutine.trace(poutine.replay(model.model, trace=gtr)).get_trace(x)
-        total = torch.zeros(x.shape[0], dtype=torch.float64)
-        for tr, sign in ((mtr, 1.0), (gtr, -1.0)):
-            for site in tr.nodes.values():
-                if site["type"] != "sample" or (sign < 0 and site["is_observed"]):
-                    continue
-                frames = [f for f in site["cond_indep_stack"] if f.name == DATA_PLATE]
-                if not frames:
-                    continue  # a global latent: drawn from the guide, not weighted
-                lp = site_log_prob(site["fn"], site["value"])
-                lp = lp.reshape((1,) * max(0, -frames[0].dim - lp.dim()) + tuple(lp.shape))
-                lp = lp.movedim(lp.dim() + frames[0].dim, 0).reshape(x.shape[0], -1).sum(-1)
-                total = total + sign * lp.double()
-        return total
+        return per_point_log_weight(mtr, gtr, int(x.shape[0]))
 
     was = model.training
     model.eval()
