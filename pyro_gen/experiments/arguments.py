@@ -66,8 +66,8 @@ USER_GUIDES = ("normal", "lowrank", "iaf")
 def _user_program(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
-        required=True,
-        help="your program: FILE.py:NAME or package.module:NAME (as in `pyro-gen fit --model`)",
+        default=None,
+        help="your program (required): FILE.py:NAME or package.module:NAME (as in `pyro-gen fit --model`)",
     )
     p.add_argument(
         "--data", default="digits", help="PATH.npy|.npz|.csv|.pt (20%% held out by --seed), or a built-in set"
@@ -76,6 +76,13 @@ def _user_program(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     _threads(p)
     p.add_argument("--no-progress", action="store_true")
+
+
+def require_model(args: argparse.Namespace, target: str) -> str:
+    """Return ``args.model``; ``ValueError`` naming the flag when it was not given."""
+    if not args.model:
+        raise ValueError(f"compare {target} needs your program: --model FILE.py:NAME")
+    return args.model
 
 
 def estimators_arguments(p: argparse.ArgumentParser) -> None:

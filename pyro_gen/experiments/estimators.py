@@ -32,7 +32,7 @@ import torch
 from ..data import DataSplit
 from ..inference import GradientVarianceRecorder, elbo_per_point, fit, make_estimator
 from ..inference.engine import resolve_device
-from .arguments import USER_ESTIMATORS
+from .arguments import USER_ESTIMATORS, require_model
 from .costs import fit_costs
 
 GROUPS = ("guide", "model")
@@ -398,6 +398,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``pyro-gen compare estimators`` from parsed flags; print the table and report path; return 0."""
     from ..data import load_data
 
+    require_model(args, "estimators")
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)

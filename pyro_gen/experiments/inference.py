@@ -33,7 +33,7 @@ import pyro.poutine as poutine
 import torch
 
 from ..data import DataSplit
-from .arguments import USER_GUIDES, split_names
+from .arguments import USER_GUIDES, require_model, split_names
 
 GUIDE_NAMES = {
     "normal": "AutoNormal",
@@ -355,6 +355,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``pyro-gen compare inference`` from parsed flags; print the table and report path; return 0."""
     from ..data import load_data
 
+    require_model(args, "inference")
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
