@@ -126,8 +126,8 @@ class RemedyELBO(Trace_ELBO):
         names = _latent_sites(guide_trace)
         if not names:
             raise ValueError(
-                "--beta, --kl-schedule and --free-bits weight latent sites: this model has none "
-                "(it is fit by maximum likelihood)"
+                "--beta, --kl-schedule, --free-bits and --aggressive-encoder act on latent sites: "
+                "this model has none (it is fit by maximum likelihood)"
             )
         obs: torch.Tensor | float = 0.0
         for name, site in model_trace.nodes.items():

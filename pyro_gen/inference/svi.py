@@ -117,11 +117,12 @@ class SVIObjective(Objective):
     with JIT see the module registered in Pyro's param store.
 
     ``svi_config`` (an :class:`~pyro_gen.config.SVIConfig`) adds the posterior-collapse
-    remedies (:mod:`pyro_gen.inference.annealing`): a KL weight, its schedule and free bits
-    replace the estimator by :class:`~pyro_gen.inference.annealing.RemedyELBO` (uncompiled,
-    Monte Carlo KL as ``Trace_ELBO``'s, closed form for ``analytic-kl``; other estimators are
-    refused); history rows then also carry ``train_objective`` (the weighted objective),
-    ``train_kl`` (nats per data point) and ``kl_weight`` (the weight of the row's last
+    remedies (:mod:`pyro_gen.inference.annealing`): with any of them the estimators
+    ``reparam``, ``auto``, ``jit`` and ``analytic-kl`` run as
+    :class:`~pyro_gen.inference.annealing.RemedyELBO` (uncompiled; Monte Carlo KL as
+    ``Trace_ELBO``'s, closed form for ``analytic-kl``); a KL weight, its schedule and free
+    bits refuse every other estimator. History rows then also carry ``train_objective`` (the
+    weighted objective), ``train_kl`` (nats per data point) and ``kl_weight`` (the weight of the row's last
     update), and ``train_elbo`` stays the unweighted ELBO. ``aggressive_encoder`` (He et al.
     2019) takes, before each model update, guide-only updates on fresh minibatches (the
     first on the model update's own batch) until the mean loss of a window of
@@ -155,7 +156,8 @@ class SVIObjective(Objective):
         self.elbo = make_estimator(estimator, num_particles=num_particles)
         self.estimator = estimator if isinstance(estimator, str) else type(self.elbo).__name__
         self._remedy_notes: list[str] = []
-        if self.remedies is not None and self.remedies.weights_kl:
+        name = estimator.partition(":")[0] if isinstance(estimator, str) else None
+        if self.remedies is not None and (self.remedies.weights_kl or name in REMEDY_ESTIMATORS):
             self.elbo = self._remedy_elbo(estimator, num_particles)
         self.aggressive = self.remedies is not None and self.remedies.aggressive_encoder
         self._weight = 1.0
@@ -191,19 +193,23 @@ class SVIObjective(Objective):
         self._ctx: StepContext | None = None
 
     def _remedy_elbo(self, estimator: str | ELBO, num_particles: int) -> RemedyELBO:
-        """Return the ELBO that weights the KL part, refusing estimators it is not exact for."""
+        """Return the ELBO that weights the KL part (a :class:`RemedyELBO` given as the estimator is
+        kept), refusing estimators it is not exact for."""
+        cfg = self.remedies
+        assert cfg is not None
+        if isinstance(estimator, RemedyELBO):
+            estimator.free_bits = cfg.free_bits
+            return estimator
         name = estimator.partition(":")[0] if isinstance(estimator, str) else None
         if name not in REMEDY_ESTIMATORS:
             raise ValueError(
                 "--beta, --kl-schedule and --free-bits are exact only for the reparameterized ELBO "
                 f"estimators ({', '.join(REMEDY_ESTIMATORS)}), not {self.estimator}"
             )
-        cfg = self.remedies
-        assert cfg is not None
         if name in ("auto", "jit"):
             self._remedy_notes.append(
                 f"estimator {self.estimator}: ran uncompiled (Trace_ELBO with a weighted KL part) "
-                "because the objective weights or floors its KL part"
+                "because the collapse remedies weigh its KL part on its own"
             )
         return RemedyELBO(self.elbo.num_particles, analytic_kl=name == "analytic-kl", free_bits=cfg.free_bits)
 
@@ -410,11 +416,12 @@ class SVIObjective(Objective):
         ``aggressive`` (whether the aggressive phase is still on)."""
         objective = -means.get("loss", float("nan"))
         row: dict[str, Any] = {"train_elbo": means.get("elbo", objective), "test_elbo": None}
-        if self.remedies is not None:
+        if "kl" in means:  # the objective's ELBO splits off its KL part (RemedyELBO)
+            row["train_kl"] = means["kl"]
+        if self.remedies is not None or "kl" in means:
             row["train_objective"] = objective
-            if "kl" in means:
-                row["train_kl"] = means["kl"]
             row["kl_weight"] = self._weight
+        if self.remedies is not None:
             if self.remedies.aggressive_encoder:
                 row["inner_steps"] = means.get("inner_steps")
                 row["aggressive"] = self.aggressive

@@ -306,6 +306,31 @@ def test_remedies_refused_where_they_cannot_be_honoured(digits):
         SVIConfig(aggressive_steps=3)
     with pytest.raises(ValueError, match="differentiable_loss"):
         SVIObjective(_vae(), estimator="tracegraph", svi_config=SVIConfig(aggressive_encoder=True))
+    with pytest.raises(ValueError, match="guide has none"):  # latent sites, but no guide parameters
+
+        def model(x):
+            logits = pyro.param("logits", torch.zeros(64))
+            with data_plate(x):
+                z = pyro.sample("z", dist.Normal(torch.zeros(x.shape[0], 3), 1.0).to_event(1))
+                pyro.sample(
+                    "x", dist.Bernoulli(logits=logits + 0 * z.sum(-1, keepdim=True)).to_event(1), obs=x
+                )
+
+        def fixed_guide(x):
+            with data_plate(x):
+                pyro.sample("z", dist.Normal(torch.zeros(x.shape[0], 3), 1.0).to_event(1))
+
+        pyro.clear_param_store()
+        fit(
+            model,
+            digits.train[:100],
+            guide=fixed_guide,
+            estimator="reparam",
+            steps=1,
+            batch_size=50,
+            progress=False,
+            svi_config=SVIConfig(aggressive_encoder=True),
+        )
     made = MADE(64, hidden=(16,))
     with pytest.raises(ValueError, match="this model has none"):
         fit(
@@ -316,7 +341,7 @@ def test_remedies_refused_where_they_cannot_be_honoured(digits):
             progress=False,
             svi_config=SVIConfig(free_bits=0.5),
         )
-    with pytest.raises(ValueError, match="guide has none"):
+    with pytest.raises(ValueError, match="this model has none"):
         fit(
             made,
             digits.train[:100],
