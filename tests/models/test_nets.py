@@ -83,3 +83,52 @@ def test_models_set_their_output_bias_as_before(mean):
     p = float(mean.mean().clamp(1e-3, 1 - 1e-3))
     expected = torch.full_like(cnn.head[-1].bias, math.log(p) - math.log1p(-p))
     assert torch.equal(cnn.head[-1].bias, expected)
+
+
+# ----------------------------------------------------------------------------- convolutional
+@pytest.mark.parametrize("side", [8, 28])
+def test_conv_encoder_and_decoder_shapes(side):
+    from pyro_gen.models.nets import ConvDecoder, ConvEncoder
+
+    enc = ConvEncoder((side, side), latent_dim=5, channels=(4, 8), hidden=(16,))
+    dec = ConvDecoder(5, (side, side), channels=(4, 8), hidden=(16,))
+    x = torch.rand(3, side * side)
+    loc, scale = enc(x)
+    assert loc.shape == (3, 5) and scale.shape == (3, 5) and (scale > 0).all()
+    assert dec(loc).shape == (3, side * side)
+    # leading batch dims (particles, points) are kept
+    assert enc(torch.rand(2, 3, side * side))[0].shape == (2, 3, 5)
+    assert dec(torch.randn(2, 3, 5)).shape == (2, 3, side * side)
+    # each point is encoded on its own (no mixing across the batch)
+    assert torch.allclose(enc(x[:1])[0], loc[:1], atol=1e-6)
+
+
+def test_conv_networks_refuse_non_image_and_indivisible_shapes():
+    from pyro_gen.models.nets import ConvDecoder, ConvEncoder
+
+    with pytest.raises(ValueError, match=r"needs image data of shape \(H, W\)"):
+        ConvEncoder((2,), latent_dim=2)
+    with pytest.raises(ValueError, match="divisible by 2\\^3"):
+        ConvDecoder(2, (28, 28), channels=(4, 8, 16))
+    with pytest.raises(ValueError, match="--arch conv needs image data"):
+        VAE(2, 2, arch="conv", image_shape=None)
+
+
+def test_conv_encoder_context_is_used():
+    from pyro_gen.models.nets import ConvEncoder
+
+    torch.manual_seed(0)
+    enc = ConvEncoder((8, 8), latent_dim=3, channels=(4,), hidden=(8,), context_dim=2)
+    x = torch.rand(4, 64)
+    a = enc(x, torch.tensor([[1.0, 0.0]]).expand(4, 2))[0]
+    b = enc(x, torch.tensor([[0.0, 1.0]]).expand(4, 2))[0]
+    assert not torch.allclose(a, b)
+
+
+def test_conv_decoder_output_bias_starts_at_the_data_mean(mean):
+    vae = VAE(64, 2, hidden=(8,), arch="conv", image_shape=(8, 8), conv_channels=(4, 8))
+    m = torch.rand(64, generator=torch.Generator().manual_seed(1))
+    vae.init_output_bias(m)
+    with torch.no_grad():  # silence the network: the output is the bias alone
+        vae.decoder.deconv[-1].weight.zero_()
+    assert torch.allclose(vae.decode(torch.zeros(1, 2))[0], m.clamp(1e-3, 1 - 1e-3), atol=1e-5)

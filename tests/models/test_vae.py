@@ -141,3 +141,44 @@ def test_two_layer_vae_from_the_command_line_reloads_with_its_layers(tmp_path, c
     assert main(["fit", "vae", "--lower-latents", "0", "--steps", "1", "--out", str(tmp_path / "bad")]) == 2
     assert "--lower-latents widths must be positive" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_conv_vae_keeps_the_sites_and_likelihood_of_the_mlp_vae():
+    torch.manual_seed(0)
+    vae = VAE(64, 3, hidden=(16,), arch="conv", image_shape=(8, 8), conv_channels=(4, 8))
+    x = torch.bernoulli(torch.rand(5, 64))
+    guide_tr = pyro.poutine.trace(vae.guide).get_trace(x)
+    model_tr = pyro.poutine.trace(pyro.poutine.replay(vae.model, trace=guide_tr)).get_trace(x)
+    assert set(model_tr.stochastic_nodes) - {"data"} == {"z"}
+    z = guide_tr.nodes["z"]["value"]
+    manual = torch.distributions.Bernoulli(logits=vae.decoder(z)).log_prob(x).sum()
+    assert torch.allclose(model_tr.nodes["x"]["fn"].log_prob(x).sum(), manual)
+    assert vae.config["arch"] == "conv" and "arch" not in VAE(64, 3).config  # MLP config unchanged
+
+
+def test_conv_vae_with_lower_latents_keeps_mlp_networks_between_layers():
+    torch.manual_seed(0)
+    vae = VAE(64, 2, hidden=(16,), arch="conv", image_shape=(8, 8), lower_latents=(4,), between_hidden=(5,))
+    x = torch.bernoulli(torch.rand(3, 64))
+    guide_tr = pyro.poutine.trace(vae.guide).get_trace(x)
+    assert guide_tr.nodes["z1"]["value"].shape == (3, 4) and guide_tr.nodes["z2"]["value"].shape == (3, 2)
+    assert vae.up[0].net[0].in_features == 4 and vae.sample(2).shape == (2, 64)
+
+
+def test_vae_family_refuses_conv_on_non_image_data():
+    from pyro_gen.data import load_data
+    from pyro_gen.families.vae import VAEConfig, build_vae
+
+    with pytest.raises(ValueError, match=r"--arch conv needs image data .* moons has points of shape \(2,\)"):
+        build_vae(load_data("moons"), VAEConfig(arch="conv"))
+    model = build_vae(load_data("digits"), VAEConfig(arch="conv", hidden="8", conv_channels="4"))
+    assert model.arch == "conv" and model.encoder.image_shape == (8, 8)
+
+
+def test_kl_to_prior_is_the_closed_form_for_the_normal_prior():
+    torch.manual_seed(0)
+    vae = VAE(6, 2, hidden=(8,))
+    x = torch.rand(4, 6)
+    loc, scale = vae.encoder(x)
+    want = (0.5 * (loc**2 + scale**2 - 1) - scale.log()).sum(-1)
+    assert torch.allclose(vae.kl_to_prior(x), want, atol=1e-5)
