@@ -232,6 +232,7 @@ def build_ebm(data, cfg: EBMConfig, seed: int = 0, fit_noise: bool = True):
         sample_step=cfg.sample_step,
         sample_step_min=cfg.sample_step_min,
         seed=seed,
+        dim=data.dim,
     )
 
 
@@ -319,8 +320,8 @@ def evaluate_ebm(model, data, cfg: EBMConfig, seed: int = 0) -> dict:
         )
     metrics["log_z_seconds"] = time.perf_counter() - started
     if cfg.method == "nce":
-        metrics["nce_log_z"] = float(model.nce_log_z)
-        metrics["nce_log_z_error"] = float(model.nce_log_z) - metrics["log_z"]
+        metrics["nce_log_z"] = float(model.nce_log_z.detach())
+        metrics["nce_log_z_error"] = float(model.nce_log_z.detach()) - metrics["log_z"]
     started = time.perf_counter()
     samples = _seeded_samples(
         model, cfg.eval_samples if not data.is_image else min(cfg.eval_samples, 1000), seed + 1

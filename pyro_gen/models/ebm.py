@@ -170,6 +170,7 @@ class EnergyModel(nn.Module):
     ``noise_ratio``). ``sample_steps``/``sample_step``/``sample_step_min`` set :meth:`sample`.
     Learned state: ``replay`` (the PCD buffer, standardized), ``nce_log_z`` (NCE's log Z,
     nats), ``log_z`` (the log normalizer last computed by an evaluation, NaN until then).
+    ``dim`` is the data dimension D (needed when ``loc`` and ``scale`` are scalars).
     """
 
     def __init__(
@@ -195,6 +196,7 @@ class EnergyModel(nn.Module):
         sample_step: float = 0.01,
         sample_step_min: float | None = 1e-4,
         seed: int = 0,
+        dim: int | None = None,
     ):
         super().__init__()
         if method not in METHODS:
@@ -205,7 +207,7 @@ class EnergyModel(nn.Module):
             raise ValueError(f"tau must be positive, got {tau}")
         self.net = net
         loc, scale = torch.as_tensor(loc, dtype=torch.float32), torch.as_tensor(scale, dtype=torch.float32)
-        self.dim = int(loc.numel()) if loc.dim() else int(scale.numel())
+        self.dim = int(dim) if dim is not None else max(int(loc.numel()), int(scale.numel()))
         self.register_buffer("loc", loc.clone())
         self.register_buffer("scale", scale.clone())
         self.method, self.tau, self.num_levels = method, float(tau), num_levels
@@ -294,11 +296,13 @@ class EnergyModel(nn.Module):
             pyro.factor("energy", -self.energy(x))
 
     def sampling_model(self, num: int) -> torch.Tensor:
-        """The EBM as a Pyro program over ``num`` latent points ``x`` (site ``"x"``, ``(num, D)``) with an
-        improper flat prior and the factor ``-E(x)``: its posterior is the model, for HMC/NUTS."""
+        """The EBM as a Pyro program over ``num`` latent points (site ``"x"``, ``(num, D)``): the base
+        ``N(loc, (tau * scale)^2)`` as prior and the factor ``-f((x - loc) / scale)``, so that the
+        posterior is ``exp(-E(x)) / Z``; returns ``x``. HMC and NUTS sample it (``inference.ebm``)."""
+        base = dist.Normal(self.loc.expand(self.dim), (self.tau * self.scale).expand(self.dim)).to_event(1)
         with pyro.plate("points", num):
-            x = pyro.sample("x", dist.ImproperUniform(dist.constraints.real, (), (self.dim,)))
-            pyro.factor("energy", -self.energy(x))
+            x = pyro.sample("x", base)
+            pyro.factor("energy", -self.net(self.standardize(x)))
         return x
 
     # ------------------------------------------------------------------ training objectives
