@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import csv
 import os
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +101,7 @@ def read_data_file(path: str | os.PathLike) -> Any:
             with np.load(path, allow_pickle=False) as npz:
                 return _one_array(npz, path)
         return _one_array(torch.load(path, map_location="cpu", weights_only=True), path)
-    except (ValueError, OSError, EOFError, RuntimeError) as e:
+    except (ValueError, OSError, EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
         if isinstance(e, ValueError) and str(e).startswith("data file"):
             raise
         if isinstance(e, FileNotFoundError):
