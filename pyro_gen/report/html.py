@@ -31,6 +31,16 @@ INDEX = "index.html"
 HISTORY_ROWS = 10  # the last history rows a run page shows
 CSV_ROWS = 50  # the first rows of each CSV table a comparison page shows
 RUN_MARKERS = ("metrics.json", "config.json")  # a sub-folder holding one of these is a run
+HEADLINE_KEYS = (
+    ("test_log_likelihood", "test log p(x), nats/point"),
+    ("test_bits_per_dim", "test bits/dim"),
+    ("test_elbo", "test ELBO, nats/point"),
+    ("train_elbo", "train ELBO, nats/point"),
+    ("modes_captured", "modes captured"),
+    ("high_quality_share", "high-quality share"),
+    ("steps", "optimizer steps"),
+    ("seconds", "training seconds"),
+)  # the numbers shown large at the top of a run page, where the metrics have them
 RUN_SUMMARY_KEYS = (
     "model",
     "data",
@@ -59,6 +69,9 @@ figcaption{font-size:.85em;color:#444;text-align:center;margin-top:.3em}
 code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}
 pre{background:#f6f6f8;padding:.6em;overflow:auto}
 .scroll{overflow-x:auto}
+.cards{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}
+.card{border:1px solid #ddd;border-radius:6px;padding:.5em .9em;background:#f8f8fb;min-width:9em}
+.card strong{display:block;font-size:1.35em}.card span{font-size:.8em;color:#555}
 """
 
 
@@ -349,6 +362,14 @@ def write_run_index(
         comparison = f"../{INDEX}"
     nav = [("back to the comparison", comparison)] if comparison else []
     body: list[str] = []
+    cards = [
+        f'<div class="card"><strong>{escape(format_cell(metrics[k]))}</strong>'
+        f"<span>{escape(label)}</span></div>"
+        for k, label in HEADLINE_KEYS
+        if isinstance(metrics.get(k), int | float) and not isinstance(metrics.get(k), bool)
+    ]
+    if cards:
+        body.append('<div class="cards">' + "".join(cards) + "</div>")
     if metrics:
         body += ["<h2>Metrics</h2>", html_table(["metric", "value"], [(k, v) for k, v in metrics.items()])]
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -30,7 +31,7 @@ from .plan import (
     read_config,
     section_classes,
 )
-from .tracking import Tracker, check_tracker, open_tracker
+from .tracking import TRACK_DIRS, Tracker, check_tracker, open_tracker
 from .training import (
     finished_checkpoint,
     load_plan_data,
@@ -169,6 +170,10 @@ def run_plan(
     out = Path(out or plan.run.out or f"runs/{family.name}-{plan.run.data.split(':')[0]}")
     check_out(out, plan.run)
     check_tracker(plan.run.track)
+    if plan.run.overwrite and not plan.run.resume and rank == 0:  # no old run's log survives
+        for name in TRACK_DIRS.values():
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
     out.mkdir(parents=True, exist_ok=True)
     seed = plan.train.seed or 0
     pyro.set_rng_seed(seed)
@@ -181,6 +186,8 @@ def run_plan(
     tracker = open_tracker(plan.run.track, out, resume=plan.run.resume) if rank == 0 else None
     if tracker is None:
         return _run_plan(plan, out, data, model, train, config, rank, progress, callbacks, evaluate, None)
+    if progress:
+        print_line(f"tracking: {tracker.hint}")
     with tracker:
         tracker.log_config(config)
         tracker.watch(callbacks)

@@ -164,6 +164,11 @@ class Tracker:
     def log_files(self, paths: Iterable[str | os.PathLike]) -> None:
         """Keep copies of the run's files (MLflow artifacts; TensorBoard keeps none)."""
 
+    @property
+    def hint(self) -> str:
+        """Return the command that opens this store in the tracker's own viewer."""
+        return str(self.folder)
+
     def flush(self) -> None:
         """Write what is buffered to disk."""
 
@@ -238,6 +243,11 @@ class TensorBoardTracker(Tracker):
         if resume:
             self.seen = _tensorboard_steps(self.folder)
         self.writer = SummaryWriter(log_dir=str(self.folder))
+
+    @property
+    def hint(self) -> str:
+        """Return ``tensorboard --logdir RUN/tensorboard``."""
+        return f"tensorboard --logdir {self.folder}"
 
     def log_config(self, config: Mapping[str, Any], step: int = 0) -> None:
         if self._new("config/text_summary", step):
@@ -327,6 +337,11 @@ class MLflowTracker(Tracker):
         else:
             run = self.client.create_run(exp_id, run_name=self.run_dir.name)
             self.run_id, self.params = run.info.run_id, {}
+
+    @property
+    def hint(self) -> str:
+        """Return ``mlflow ui --backend-store-uri file:///.../RUN/mlruns``."""
+        return f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {self.uri}"
 
     def log_config(self, config: Mapping[str, Any], step: int = 0) -> None:
         from mlflow.entities import Param
