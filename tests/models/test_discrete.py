@@ -75,7 +75,13 @@ def test_relaxed_guide_uses_the_exact_bernoulli_kl():
 
 @pytest.mark.parametrize(
     "estimator,guide",
-    [("enum", "guide_enumerated"), ("score-loo:4", "guide"), ("analytic-kl", "guide_relaxed")],
+    [
+        ("enum", "guide_enumerated"),
+        ("score-loo:4", "guide"),
+        ("analytic-kl", "guide_relaxed"),
+        ("vimco:4", "guide"),
+        ("rws:4", "guide"),
+    ],
 )
 def test_each_training_method_improves_the_exact_log_likelihood(estimator, guide):
     pyro.set_rng_seed(1)
@@ -94,9 +100,11 @@ def test_each_training_method_improves_the_exact_log_likelihood(estimator, guide
         progress=False,
     )
     after = float(vae.exact_log_likelihood(x).mean())
-    # the data-generating process has entropy 3 log 2 + 6 H(0.05) = 3.27 nats: log p(x) <~ -3.27
+    # no model beats the empirical distribution of the training rows: log p(x) <= -H(empirical)
+    _, counts = torch.unique(x, dim=0, return_counts=True)
+    freq = counts.double() / x.shape[0]
     assert after > before + 0.15, (before, after)
-    assert after < -3.27 + 0.2
+    assert after <= float((freq * freq.log()).sum()) + 1e-4, after
 
 
 def test_bad_arguments_raise_value_errors():
