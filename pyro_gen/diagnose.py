@@ -174,7 +174,17 @@ def diagnose_run(
     rows: list[tuple[str, str, str]] = []
     summary: dict[str, Any] = {"run": str(run_dir), "family": config["family"], "num_points": int(x.shape[0])}
 
-    idata = to_inference_data(model, x, num_samples=num_samples, num_chains=num_chains)
+    try:
+        idata = to_inference_data(model, x, num_samples=num_samples, num_chains=num_chains)
+    except RuntimeError as e:  # a user's program that does not broadcast over a batch of draws
+        if config["family"] != "user":
+            raise
+        first = str(e).splitlines()[0]
+        raise ValueError(
+            "diagnose draws the guide under a plate of particles on the left of every site: the "
+            f"program must broadcast over a leading batch dimension (index with [..., i]); it failed "
+            f"({first})"
+        ) from None
     files = [save_inference_data(idata, run_dir / INFERENCE_DATA_FILE).name]
     amortized = all_in_data_plate(model.model, model.guide, (x,))
 
