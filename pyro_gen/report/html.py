@@ -144,11 +144,18 @@ def embed_png(path: str | os.PathLike, caption: str | None = None) -> str:
     )
 
 
-_INLINE = re.compile(r"`([^`]+)`|\*\*([^*]+)\*\*|\[([^\]]+)\]\(([^)\s]+)\)")
+_INLINE = re.compile(r"`([^`]+)`|\*\*([^*]+)\*\*|(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+_IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 
 
-def _inline(text: str) -> str:
-    """Escape ``text`` and render Markdown code spans, bold and links."""
+def markdown_images(text: str) -> list[str]:
+    """Return the targets of the Markdown images (``![alt](target)``) in ``text``, in order."""
+    return _IMAGE.findall(text)
+
+
+def _inline(text: str, folder: Path | None = None) -> str:
+    """Escape ``text`` and render Markdown code spans, bold, links and images: an image whose
+    target is a PNG file in ``folder`` is embedded, any other image becomes a link."""
     out, pos = [], 0
     for m in _INLINE.finditer(text):
         out.append(escape(text[pos : m.start()]))
@@ -157,7 +164,16 @@ def _inline(text: str) -> str:
         elif m.group(2) is not None:
             out.append(f"<b>{escape(m.group(2))}</b>")
         else:
-            out.append(f'<a href="{escape(m.group(4), quote=True)}">{escape(m.group(3))}</a>')
+            bang, label, target = m.group(3), m.group(4), m.group(5)
+            path = folder / target if folder is not None and bang else None
+            if path is not None and path.suffix == ".png" and path.is_file():
+                try:
+                    out.append(embed_png(path, label or path.name))
+                    pos = m.end()
+                    continue
+                except (OSError, ValueError):
+                    pass
+            out.append(f'<a href="{escape(target, quote=True)}">{escape(label or target)}</a>')
         pos = m.end()
     out.append(escape(text[pos:]))
     return "".join(out)
@@ -170,10 +186,16 @@ def _cells(line: str) -> list[str]:
     return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]
 
 
-def markdown_to_html(text: str, *, shift: int = 1) -> str:
+def markdown_to_html(text: str, *, shift: int = 1, folder: str | os.PathLike | None = None) -> str:
     """Return HTML for the Markdown the reports write: ATX headings (moved down ``shift`` levels),
-    paragraphs, ``-``/``*`` lists, fenced code and pipe tables; inline code, bold and links.
-    Everything else is shown as text (escaped)."""
+    paragraphs, ``-``/``*`` lists, fenced code and pipe tables; inline code, bold, links and
+    images (a PNG in ``folder`` is embedded as base64, other images become links). Everything
+    else is shown as text (escaped)."""
+    base = Path(folder) if folder is not None else None
+
+    def inline(part: str) -> str:
+        return _inline(part, base)
+
     lines = text.splitlines()
     out: list[str] = []
     para: list[str] = []
@@ -181,7 +203,8 @@ def markdown_to_html(text: str, *, shift: int = 1) -> str:
 
     def flush() -> None:
         if para:
-            out.append("<p>" + _inline(" ".join(para)) + "</p>")
+            html = inline(" ".join(para))
+            out.append(f'<div class="figs">{html}</div>' if html.startswith("<figure") else f"<p>{html}</p>")
             para.clear()
 
     while i < len(lines):
@@ -199,7 +222,7 @@ def markdown_to_html(text: str, *, shift: int = 1) -> str:
         if heading:
             flush()
             level = min(6, len(heading.group(1)) + shift)
-            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+            out.append(f"<h{level}>{inline(heading.group(2))}</h{level}>")
         elif (
             stripped.startswith("|")
             and i + 1 < len(lines)
@@ -211,10 +234,10 @@ def markdown_to_html(text: str, *, shift: int = 1) -> str:
             while j < len(lines) and lines[j].strip().startswith("|"):
                 body.append(_cells(lines[j]))
                 j += 1
-            rows = ["<tr>" + "".join(f"<th>{_inline(h)}</th>" for h in headers) + "</tr>"]
+            rows = ["<tr>" + "".join(f"<th>{inline(h)}</th>" for h in headers) + "</tr>"]
             for row in body:
                 cells = "".join(
-                    ('<td class="num">' if _is_number(c) else "<td>") + _inline(c) + "</td>" for c in row
+                    ('<td class="num">' if _is_number(c) else "<td>") + inline(c) + "</td>" for c in row
                 )
                 rows.append(f"<tr>{cells}</tr>")
             out.append('<div class="scroll"><table>' + "\n".join(rows) + "</table></div>")
@@ -224,7 +247,7 @@ def markdown_to_html(text: str, *, shift: int = 1) -> str:
             flush()
             items = []
             while i < len(lines) and re.match(r"^[-*]\s+", lines[i].strip()):
-                items.append("<li>" + _inline(re.sub(r"^[-*]\s+", "", lines[i].strip())) + "</li>")
+                items.append("<li>" + inline(re.sub(r"^[-*]\s+", "", lines[i].strip())) + "</li>")
                 i += 1
             out.append("<ul>" + "".join(items) + "</ul>")
             continue
@@ -268,13 +291,23 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+def _parse_cell(text: str) -> Any:
+    """Return a CSV cell as an int or a float where it is one (so tables format it), else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[Any]]]:
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
     except (OSError, csv.Error, UnicodeDecodeError):
         return [], []
-    return (rows[0], rows[1:]) if rows else ([], [])
+    return (rows[0], [[_parse_cell(c) for c in row] for row in rows[1:]]) if rows else ([], [])
 
 
 def _figures(folder: Path, first: Sequence[str] = ()) -> list[Path]:
@@ -417,17 +450,22 @@ def write_comparison_index(out_dir: str | os.PathLike, *, title: str | None = No
     out = Path(out_dir)
     if not out.is_dir():
         raise FileNotFoundError(f"{out} is not a folder")
-    preferred = ("comparison.md", "summary.md", "README.md")
+    preferred = ("comparison.md", "report.md", "summary.md", "README.md")
     mds = [out / n for n in preferred if (out / n).is_file()]
     mds += [p for p in sorted(out.glob("*.md")) if p.name not in preferred]
     heading = title
     body: list[str] = []
+    shown: set[str] = set()  # figures the Markdown embeds already
     for md in mds:
         text = md.read_text(encoding="utf-8", errors="replace")
         first = re.match(r"^#\s+(.*)$", text.lstrip().splitlines()[0]) if text.strip() else None
         if heading is None and first:
             heading = first.group(1)
-        body += [f"<h2>{escape(md.name)}</h2>", markdown_to_html(text, shift=2)]
+        if first and first.group(1) == heading and len(mds) == 1:  # the page title already says it
+            text = text.lstrip().split("\n", 1)[1] if "\n" in text.lstrip() else ""
+        shown.update(markdown_images(text))
+        body += [f"<h2>{escape(md.name)}</h2>"] if len(mds) > 1 else []
+        body.append(markdown_to_html(text, shift=1 if len(mds) == 1 else 2, folder=out))
     runs = _run_folders(out)
     if runs:
         rows, links = [], []
@@ -437,7 +475,7 @@ def write_comparison_index(out_dir: str | os.PathLike, *, title: str | None = No
             rows.append([run.name, *(metrics.get(k) for k in RUN_SUMMARY_KEYS)])
             links.append(f"{run.name}/{INDEX}")
         body += ["<h2>Runs</h2>", html_table(["run", *RUN_SUMMARY_KEYS], rows, links=links)]
-    body += _figure_section(_figures(out))
+    body += _figure_section([p for p in _figures(out) if p.name not in shown])
     for path in sorted(out.glob("*.csv")):
         headers, rows = _read_csv(path)
         if headers:
@@ -454,6 +492,7 @@ __all__ = [
     "embed_png",
     "format_cell",
     "html_table",
+    "markdown_images",
     "markdown_to_html",
     "write_comparison_index",
     "write_run_index",

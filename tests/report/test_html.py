@@ -160,9 +160,9 @@ def test_comparison_page_links_its_runs_and_they_link_back(tmp_path):
     out.mkdir()
     (out / "summary.md").write_text(
         "# Families on digits\n\nSome `code` and **bold**.\n\n"
-        "| family | bits/dim |\n|---|---|\n| vae | 0.61 |\n| made | 0.55 |\n"
+        "| family | bits/dim |\n|---|---|\n| vae | 0.61 |\n| made | 0.55 |\n\n![the curves](curves.png)\n"
     )
-    (out / "table.csv").write_text("name,value\nx,1\ny,2\n")
+    (out / "table.csv").write_text("name,value\nx,1\ny,0.123456789\n")
     _figure(out / "curves.png", "curves")
     for name in ("vae", "made"):
         _run_folder(out / name)
@@ -175,12 +175,11 @@ def test_comparison_page_links_its_runs_and_they_link_back(tmp_path):
         assert "../index.html" in run_page.links
     assert "Families on digits" in page.text  # the title from the Markdown heading
     assert {"family", "bits/dim", "vae", "0.61", "made", "0.55"} <= set(page.cells)  # the pipe table
-    assert {"name", "value", "x", "y"} <= set(page.cells)  # the CSV table
+    assert {"name", "value", "x", "y", "1", "0.123457"} <= set(page.cells)  # the CSV, numbers formatted
     assert "-27.1235" in page.cells  # a run's held-out number in the runs table
-    assert (
-        len(page.images) == 1
-        and _png_from_data_uri(page.images[0]["src"])[0] == (out / "curves.png").read_bytes()
-    )
+    # the figure the Markdown shows is embedded there, once
+    assert [img["alt"] for img in page.images] == ["the curves"]
+    assert _png_from_data_uri(page.images[0]["src"])[0] == (out / "curves.png").read_bytes()
 
 
 def test_report_of_several_results_writes_the_comparison_page(tmp_path):
