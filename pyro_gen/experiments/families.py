@@ -14,7 +14,11 @@ from its name:
   (``model.sample(num, mean=False)``), so they are binary like the data;
 * ``budgets[budget]``: the training budget (``epochs`` or ``steps``) of ``--budget``;
 * ``compare_options``: options that differ from the family's defaults here (e.g. a flow
-  modelling the binarized pixels).
+  modelling the binarized pixels); a ``binarize`` entry is the run's binarization (e.g. an
+  energy-based model, which defaults to grey levels, on the same binary pixels as the others).
+
+A family whose metrics carry AIS runs of ``log Z`` (``log_z_runs``, the energy-based models)
+has its likelihood marked ``estimate (AIS)``.
 
 Scores: the Frechet distance of ``num_samples`` samples to the test images on the features of
 a small digit classifier, with the train-vs-test distance as the floor; linear-probe accuracy
@@ -52,6 +56,26 @@ def family_budget(family: Any, budget: str) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"family {family.name!r}: budget {budget!r} has unknown keys {sorted(unknown)}")
     return spec
+
+
+RUN_OPTIONS = ("binarize",)
+
+
+def split_compare_options(family: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the family's ``compare_options`` as ``(family settings, run settings)``: ``binarize``
+    is a setting of the run (``run_fit``'s ``binarize``), every other entry one of the family."""
+    opts = dict(getattr(family, "compare_options", None) or {})
+    run = {k: opts.pop(k) for k in RUN_OPTIONS if k in opts}
+    return opts, run
+
+
+def likelihood_kind(family: Any, metrics: dict) -> str | None:
+    """Return how the family's test NLL is to be read: its declared ``likelihood``, with
+    ``estimate (AIS)`` for an estimate whose log normalizer came from annealed importance sampling."""
+    kind = getattr(family, "likelihood", None)
+    if kind == "estimate" and metrics.get("log_z_runs") is not None:
+        return "estimate (AIS)"
+    return kind
 
 
 def draw_samples(model: Any, family: Any, num: int, seed: int) -> torch.Tensor:
@@ -189,8 +213,10 @@ def compare_families(
         family = known[name]
         run_dir = out / name
         spec = family_budget(family, budget)
+        options, run_options = split_compare_options(family)
         fit_args = dict(
-            options=dict(getattr(family, "compare_options", None) or {}),
+            options=options,
+            **run_options,
             seed=seed,
             epochs=spec.get("epochs"),
             steps=spec.get("steps"),
@@ -214,7 +240,7 @@ def compare_families(
         # turns the grey data into the binary data the others model.
         grey = _setting(config, "binarize", "dynamic") in (None, "none")
         costs = read_run_costs(run_dir, metrics)
-        kind = getattr(family, "likelihood", None)
+        kind = likelihood_kind(family, metrics)
         row: dict[str, Any] = {
             "family": name,
             "role": getattr(family, "role", None) or name,
@@ -344,7 +370,8 @@ def format_table(rows: list[dict], skipped: dict, floor: dict, data_spec: str, b
         f"{floor['probe_accuracy_raw_pixels']:.3f}; feature classifier test accuracy "
         f"{floor['feature_classifier_accuracy']:.3f}.",
         f"NLL: exact = the model's exact likelihood; bound = a lower bound on the discrete likelihood "
-        f"(dequantized flow); estimate = importance sampling with k={k}.",
+        f"(dequantized flow); estimate = importance sampling with k={k}; estimate (AIS) = an energy-based "
+        "model's dequantized bound with log Z by annealed importance sampling.",
     ]
     if skipped:
         lines.append("Not in the table: " + "; ".join(f"{f} ({why})" for f, why in skipped.items()) + ".")

@@ -369,4 +369,5 @@ EBM_FAMILY = ModelFamily(
     likelihood="estimate",
     role="energy-based",
     budgets={"smoke": {"steps": 3}, "quick": {"epochs": 10}, "full": {"epochs": 30}},
+    compare_options={"binarize": "dynamic"},
 )

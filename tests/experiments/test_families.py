@@ -7,7 +7,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from pyro_gen.experiments.families import draw_samples, family_budget, format_table, has_encoder
+from pyro_gen.experiments.families import (
+    draw_samples,
+    family_budget,
+    format_table,
+    has_encoder,
+    likelihood_kind,
+    split_compare_options,
+)
 
 
 class _Sampler:
@@ -34,6 +41,24 @@ def test_samples_go_through_the_likelihood_only_when_declared():
     assert through.shape == plain.shape == (3, 4)
     assert bool((through == 1.0).all()) and bool((plain == 0.25).all())
     assert bool((draw_samples(model, SimpleNamespace(), 2, seed=0) == 0.25).all())
+
+
+def test_compare_options_split_into_family_and_run_settings():
+    fam = SimpleNamespace(compare_options={"binarize": "dynamic", "method": "pcd"})
+    assert split_compare_options(fam) == ({"method": "pcd"}, {"binarize": "dynamic"})
+    assert fam.compare_options == {"binarize": "dynamic", "method": "pcd"}  # the declaration is untouched
+    assert split_compare_options(SimpleNamespace()) == ({}, {})
+
+
+def test_the_registered_ebm_joins_on_the_others_binary_pixels_with_an_ais_estimate():
+    from pyro_gen.registry import get_family
+
+    ebm = get_family("ebm")
+    assert split_compare_options(ebm)[1] == {"binarize": "dynamic"}
+    assert likelihood_kind(ebm, {"log_z_runs": [1.0, 1.1]}) == "estimate (AIS)"
+    assert likelihood_kind(SimpleNamespace(likelihood="estimate"), {}) == "estimate"
+    assert likelihood_kind(SimpleNamespace(likelihood="exact"), {"log_z_runs": [0.0]}) == "exact"
+    assert likelihood_kind(SimpleNamespace(), {}) is None
 
 
 def test_encoders_are_recognized_by_what_a_model_offers():
