@@ -68,6 +68,7 @@ def test_metric_tags_and_flat_config():
     assert metric_tag("lr") == "optim/lr"
     assert metric_tag("seconds") == "time/seconds"
     assert metric_tag("train_elbo") == "train/train_elbo"
+    assert metric_tag("modes_captured") == "samples/modes_captured"
     flat = flatten_config({"run": {"data": "digits", "k": 5}, "model": {"hidden": [16, 8]}, "x": None})
     assert flat == {"run.data": "digits", "run.k": "5", "model.hidden": "[16, 8]", "x": "None"}
 

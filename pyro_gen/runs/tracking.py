@@ -35,14 +35,19 @@ EXPERIMENT = "pyro-gen"
 
 _PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny")}
 _TIME_KEYS = ("seconds", "cpu_seconds", "eval_seconds")
+# sample-quality numbers a monitor adds to evaluated rows (the adversarial family's mode metrics)
+_SAMPLE_KEYS = ("modes_captured", "num_modes", "high_quality_share", "kl_to_uniform")
 
 
 def metric_tag(key: str) -> str:
     """Return the tracker name of a history key: ``heldout/<key>`` for held-out numbers
-    (``test_*``), ``optim/lr``, ``time/<key>`` for the seconds columns, ``progress/epoch``,
-    and ``train/<key>`` for everything else the objective logs."""
+    (``test_*``), ``samples/<key>`` for the mode metrics of generated samples, ``optim/lr``,
+    ``time/<key>`` for the seconds columns, ``progress/epoch``, and ``train/<key>`` for
+    everything else the objective logs."""
     if key.startswith("test_"):
         return f"heldout/{key}"
+    if key in _SAMPLE_KEYS:
+        return f"samples/{key}"
     if key == "lr":
         return "optim/lr"
     if key in _TIME_KEYS:
