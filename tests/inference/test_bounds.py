@@ -391,6 +391,17 @@ def test_reparameterized_bounds_refuse_a_discrete_guide_and_global_latents():
     # the discrete estimators take the same guide
     for spec in ("vimco:3", "rws:3"):
         assert torch.isfinite(make_estimator(spec).differentiable_loss(vae.model, vae.guide, x))
+    # none of them detaches the guide's parameters, so a hierarchical guide q(z2 | z1) trains
+    two = VAE(4, 2, hidden=(5,), lower_latents=(3,), between_hidden=(4,))
+    first = next(two.encoder.parameters())
+    for spec in BOUNDS:
+        first.grad = None
+        make_estimator(f"{spec}:2x2" if spec in ("miwae", "piwae") else f"{spec}:3").differentiable_loss(
+            two.model, two.guide, x
+        ).backward()
+        assert first.grad is not None and torch.isfinite(first.grad).all() and first.grad.abs().sum() > 0, (
+            spec
+        )
 
     def global_guide(x):
         pyro.sample("g", dist.Normal(pyro.param("g_loc", torch.zeros(())), 1.0))
