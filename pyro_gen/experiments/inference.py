@@ -2,9 +2,9 @@
 
 Each guide (``AutoNormal``, ``AutoLowRankMultivariateNormal``, ``AutoIAFNormal``, and the
 program's own with ``own``) is trained by the engine (:func:`pyro_gen.inference.fit`, full
-batch, reparameterized ELBO, the same seed and steps) on the training rows; NUTS
-(``pyro.infer.MCMC``, one chain after another) samples the same model's posterior and is the
-reference. Per method: PSIS k-hat of the guide
+batch, reparameterized ELBO, Adam with a cosine-decayed learning rate, the same seed and
+steps) on the training rows; NUTS (``pyro.infer.MCMC``, one chain after another) samples the
+same model's posterior and is the reference. Per method: PSIS k-hat of the guide
 (:func:`~pyro_gen.diagnostics.variational.psis_diagnostic`, ArviZ's Pareto fit), the
 posterior mean and standard deviation of every latent element against NUTS's (errors in NUTS
 standard deviations), the held-out log predictive density per test point and the wall
@@ -101,8 +101,8 @@ def run_nuts(
         warnings.simplefilter("ignore")  # one chain: R-hat undefined
         rhat = az.rhat(posterior)
         ess = az.ess(posterior, method="bulk")
-    max_rhat = float(np.nanmax([np.nanmax(rhat[n].values) for n in names]))
-    min_ess = float(np.nanmin([np.nanmin(ess[n].values) for n in names]))
+        max_rhat = float(np.nanmax([np.nanmax(rhat[n].values) for n in names]))
+        min_ess = float(np.nanmin([np.nanmin(ess[n].values) for n in names]))
     return {
         "draws": draws,
         "max_rhat": max_rhat,
@@ -258,6 +258,7 @@ def compare_inference(
             steps=steps,
             batch_size=int(x.shape[0]),
             lr=lr,
+            lr_schedule="cosine",
             seed=seed,
             progress=progress,
         )
@@ -333,7 +334,8 @@ def write_inference_report(result: dict[str, Any], out: str | Path, config: dict
         "",
         f"Data `{config['data']}` ({config['train_points']} training rows, "
         f"{config['test_points']} held out); "
-        f"SVI: {config['steps']} full-batch steps of Adam (lr {config['lr']}), reparameterized ELBO, seed "
+        f"SVI: {config['steps']} full-batch steps of Adam (lr {config['lr']}, cosine decay), "
+        "reparameterized ELBO, seed "
         f"{config['seed']}; NUTS: {config['nuts_chains']} chains of {config['nuts_warmup']} warm-up and "
         f"{config['num_samples']} draws (max R-hat {n['max_rhat']:.3f}, "
         f"min bulk ESS {n['min_ess_bulk']:.0f}, "
