@@ -137,3 +137,22 @@ def test_adam_betas_is_refused_where_the_family_has_its_own_betas(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert "--adam-betas: the gan family sets both players' Adam betas with --beta1 and --beta2" in err
     assert "\n" not in err and not out.exists()
+
+
+def test_fit_model_is_the_user_family_and_both_spellings_are_documented(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    assert "fit --model FILE.py:NAME" in capsys.readouterr().out
+    assert "user" in families()
+    with pytest.raises(SystemExit):
+        main(["fit", "--model", "f.py:M", "--help"])  # the spelling reaches the user family's flags
+    out = capsys.readouterr().out
+    assert "--target" in out and "--eval-samples" in out and "--guide" in out
+    assert "--kl-schedule" not in out  # trainer settings the family cannot honour are not offered
+
+
+def test_fit_model_without_a_program_is_one_line(capsys):
+    assert main(["fit", "user", "--steps", "2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "pyro-gen: error: the user family needs its program: --model FILE.py:NAME (or --target)"
+    )
