@@ -425,6 +425,28 @@ def refuse_latent_chains(guide_trace, who: str) -> None:
             earlier.append((name, site["value"]))
 
 
+def refuse_mixed_supports(model_trace, guide_trace, who: str) -> None:
+    """Raise ``ValueError`` when a latent site is discrete in the model but continuous in the guide (or back).
+
+    An importance weight ``p(x, z) / q(z | x)`` divides a probability by a density when the
+    guide relaxes a discrete site (a binary Concrete guide for a Bernoulli prior): the ratio
+    has no meaning, and the multi-sample bounds built from it neither. Returns None when every
+    latent site has the same kind of support (enumerable or not) in both.
+    """
+    for name, site in _guide_sites(guide_trace):
+        if name not in model_trace.nodes:
+            continue
+        q_discrete = bool(getattr(site["fn"], "has_enumerate_support", False))
+        p_discrete = bool(getattr(model_trace.nodes[name]["fn"], "has_enumerate_support", False))
+        if q_discrete != p_discrete:
+            kinds = ("discrete", "continuous")
+            raise ValueError(
+                f"{who} weights samples by p(x, z) / q(z | x), but site {name!r} is "
+                f"{kinds[not q_discrete]} in the guide ({type(site['fn']).__name__}) and "
+                f"{kinds[not p_discrete]} in the model ({type(model_trace.nodes[name]['fn']).__name__})"
+            )
+
+
 def _dist_tensors(fn) -> list[torch.Tensor]:
     out = []
     for value in vars(fn).values():
@@ -490,6 +512,7 @@ class IWAE_ELBO(infer.ELBO):
         self._nesting: int | None = None
 
     _who = "iwae"  # the registered name, in error messages
+    _supports_checked = False
 
     # -------------------------------------------------------------- log weights
     def _traces(self, model, guide, args, kwargs):
@@ -509,6 +532,9 @@ class IWAE_ELBO(infer.ELBO):
     def _log_weights(self, model, guide, args, kwargs, detach_guide: bool = False):
         """Return ``(log_p, log_q, scale, guide_trace, dim)``; log_p, log_q are ``(k, B)`` nats."""
         model_tr, guide_tr, dim = self._traces(model, guide, args, kwargs)
+        if not self._supports_checked:
+            refuse_mixed_supports(model_tr, guide_tr, self._who)
+            self._supports_checked = True
         log_p, scale = _per_point(model_tr, dim, self.num_particles, "model", None)
         log_q, _ = _per_point(
             guide_tr, dim, self.num_particles, "guide", _detach_dist if detach_guide else None

@@ -391,6 +391,10 @@ def test_reparameterized_bounds_refuse_a_discrete_guide_and_global_latents():
     # the discrete estimators take the same guide
     for spec in ("vimco:3", "rws:3"):
         assert torch.isfinite(make_estimator(spec).differentiable_loss(vae.model, vae.guide, x))
+    # a relaxed (continuous) guide for Bernoulli latents gives no importance weight
+    for spec in ("vimco:3", "rws:3", "iwae:3"):
+        with pytest.raises(ValueError, match="site 'z_0' is continuous in the guide"):
+            make_estimator(spec).differentiable_loss(vae.model, vae.guide_relaxed, x)
     # none of them detaches the guide's parameters, so a hierarchical guide q(z2 | z1) trains
     two = VAE(4, 2, hidden=(5,), lower_latents=(3,), between_hidden=(4,))
     first = next(two.encoder.parameters())
