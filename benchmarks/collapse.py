@@ -151,7 +151,8 @@ def main() -> None:
         [*row[:-2], row[-2], row[-1], r["load_before"], PUBLISHED.get(r["name"], "")]
         for row, r in zip(table_rows(results), results)
     ]
-    print(f"\n{args.data}, {total} steps per remedy, {args.eval_points} test images, k = {args.k}\n")
+    points = results[0]["final"]["num_points"]
+    print(f"\n{args.data}, {total} steps per remedy, {points} test images, k = {args.k}\n")
     print(markdown_table(headers, body))
     print(PUBLISHED_NOTE)
     print(f"results: {out}")
