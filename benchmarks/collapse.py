@@ -18,9 +18,12 @@ same command skips the rows it finds with the same settings (``--fresh`` starts 
         --data mnist:../shared/data/mnist --epochs 3 --eval-points 500 --k 200 \\
         --remedies plain,beta:0.5,warmup,cyclical:4,free-bits:0.5 --decoder-hidden 500
 
-writes ``benchmarks/results/collapse_<data>.json`` and prints a markdown table with the
-published figures of He et al. (2019, Table 3: Omniglot with a PixelCNN decoder, 32 latent
-dimensions) beside ours: not the same data set or decoder, only the same measurements.
+writes ``benchmarks/results/collapse_<data>.json``, the experiment's report folder (table and
+figures) beside it in ``collapse_<data>_report/``, and prints a markdown table. Published
+figures: He et al. (2019) measure active units, KL and MI on Omniglot with a PixelCNN
+decoder and on Yahoo/Yelp text with LSTM decoders; nothing comparable exists for 8x8
+digits or a MADE decoder, and their figures are not confirmed in REFERENCES.md, so the
+column beside ours stays empty (the JSON says why).
 """
 
 from __future__ import annotations
@@ -35,12 +38,11 @@ from pathlib import Path
 import torch
 
 from pyro_gen.data import load_data
-from pyro_gen.experiments.collapse import HEADERS, compare_collapse, parse_remedies, table_rows
+from pyro_gen.experiments.collapse import HEADERS, compare_collapse, parse_remedies, table_rows, write_report
 from pyro_gen.report.files import markdown_table, to_jsonable
 
-# He, Spokoyny, Neubig & Berg-Kirkpatrick (2019), "Lagging inference networks", image part:
-# Omniglot, ResNet encoder, 13-layer PixelCNN decoder, 32 latent dimensions. Left empty where
-# the figure could not be confirmed from the paper (REFERENCES.md carries no entry for it).
+# He, Spokoyny, Neubig & Berg-Kirkpatrick (2019), "Lagging inference networks": figures by
+# remedy name, once confirmed from the paper (REFERENCES.md carries no entry for them yet).
 PUBLISHED: dict[str, str] = {}
 PUBLISHED_NOTE = (
     "He et al. (2019) report active units, KL and MI for Omniglot with a PixelCNN decoder (and "
@@ -156,6 +158,9 @@ def main() -> None:
     print(markdown_table(headers, body))
     print(PUBLISHED_NOTE)
     print(f"results: {out}")
+    config = {**key, "binarize": "dynamic", "hidden": hidden, "decoder_hidden": decoder_hidden}
+    folder = write_report(results, out.with_suffix("").as_posix() + "_report", config)
+    print(f"report: {folder}")
 
 
 if __name__ == "__main__":
