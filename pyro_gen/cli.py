@@ -287,7 +287,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .runs import evaluate_run
+    from .runs import evaluate_run, read_config
+
+    if args.k is not None and read_config(args.run_dir).get("family") == "user":
+        raise ValueError(
+            "--k: a user program's run is scored with the --eval-samples it was fitted with "
+            "(fit again with --eval-samples to change them)"
+        )
 
     metrics = evaluate_run(
         args.run_dir,

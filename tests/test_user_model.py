@@ -207,3 +207,16 @@ def test_compare_estimators_from_the_command_line(files, tmp_path, capsys):
     assert (out / "report.md").is_file() and (out / "gradient_variance.png").stat().st_size > 1000
     assert main([*argv[:-2], "--estimators", "iwae:5", "--steps", "5", "--no-progress"]) == 2
     assert "--estimators iwae:5: it cannot train" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_k_for_a_user_run(files, tmp_path, capsys):
+    program, data = files
+    run = tmp_path / "run"
+    assert _fit(program, data, run, "--steps", "5") == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--k", "10"]) == 2
+    assert "--eval-samples" in capsys.readouterr().err
+    config = json.loads((run / "config.json").read_text())
+    assert main(["fit", "--config", str(run / "config.json"), "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again["model"] == config["model"] and again["train"]["steps"] == 5
