@@ -208,3 +208,38 @@ def test_a_custom_trainer_is_tracked_from_its_history(tmp_path):
     scalars, _ = _tensorboard(run / "tensorboard")
     rows = _history(run)
     assert rows and [s for s, _ in scalars["train/log_likelihood"]] == [int(r["step"]) for r in rows]
+
+
+def test_gradient_variance_measured_during_fit_reaches_the_store(tmp_path):
+    import torch
+
+    from pyro_gen.inference import fit
+    from pyro_gen.inference.gradients import GradientVarianceRecorder
+    from pyro_gen.models.vae import VAE
+
+    torch.manual_seed(0)
+    data = torch.bernoulli(torch.full((64, 16), 0.3))
+    model = VAE(16, latent_dim=2, hidden=(8,))
+    recorder = GradientVarianceRecorder(model, "reparam", data[:16], num_draws=3, every=4, num_data=64)
+    with TensorBoardTracker(tmp_path) as tracker:
+        tracker.watch([recorder])
+        result = fit(
+            model, data, steps=8, batch_size=16, log_every=4, progress=False, callbacks=[recorder, tracker]
+        )
+        tracker.log_rows(result.history)
+    scalars, _ = _tensorboard(tmp_path / "tensorboard")
+    assert [r["step"] for r in recorder.rows] == [4, 8]
+    for group in ("encoder", "decoder"):
+        got = scalars[f"gradient/{group}/total_variance"]
+        assert got == [
+            (r["step"], pytest.approx(r[group]["total_variance"], rel=1e-6)) for r in recorder.rows
+        ]
+    assert [s for s, _ in scalars["train/train_elbo"]] == [4, 8]
+
+
+def test_overwrite_drops_the_old_runs_tracker_logs(tmp_path):
+    run = tmp_path / "run"
+    _fit(run, 10, "tensorboard")
+    assert any((run / "tensorboard").iterdir())
+    run_fit("vae", "digits", out=run, steps=10, overwrite=True, options=VAE_OPTIONS, **TINY)
+    assert not (run / "tensorboard").exists() and (run / "index.html").is_file()

@@ -13,6 +13,14 @@ run ends it logs the final metrics (``final/<name>`` at the last step), the figu
 TensorBoard, artifacts in MLflow) and the run's settings (a text table in TensorBoard, params
 in MLflow). A resumed run continues the same folder or MLflow run: a tracker reads the steps
 its store already holds and never logs a (name, step) pair twice, so the steps keep increasing.
+
+Outside a run folder a tracker feeds from the engine directly::
+
+    recorder = GradientVarianceRecorder(model, "reparam", batch, every=100)
+    with open_tracker("tensorboard", "runs/mine") as tracker:
+        tracker.watch([recorder])
+        result = fit(model, data, steps=1000, callbacks=[recorder, tracker])
+        tracker.log_rows(result.history)
 """
 
 from __future__ import annotations
@@ -128,6 +136,12 @@ class Tracker:
         """Log the rows of every gradient-variance recorder among ``callbacks`` (objects with a
         ``rows`` list of ``{"step", <group>: {summary}}`` dicts) as ``gradient/<group>/<name>``."""
         self.recorders += [cb for cb in callbacks if isinstance(getattr(cb, "rows", None), list)]
+
+    def __call__(self, info: Any) -> None:
+        """Log the gradient-variance rows measured since the last call: a per-step callback of the
+        engine (``fit(..., callbacks=[recorder, tracker])``), so rows reach the store as measured."""
+        if sum(len(rec.rows) for rec in self.recorders) > self._recorded:
+            self._log_recorders()
 
     def log_row(self, row: Mapping[str, Any]) -> None:
         """Log one history row at its ``step``: every finite number but the step, under
