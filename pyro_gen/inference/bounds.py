@@ -11,17 +11,18 @@ summed over the data plate and scaled like it (nats); ``fit`` divides by the dat
 - :class:`Renyi_ELBO`: Li and Turner 2016, "Renyi divergence variational inference";
 - :class:`VIMCO_ELBO`: Mnih and Rezende 2016, "Variational inference for Monte Carlo
   objectives";
-- :class:`RWS_ELBO`: Bornschein and Bengio 2015, "Reweighted wake-sleep".
+- :class:`RWS_ELBO`: Bornschein and Bengio 2015, "Reweighted wake-sleep" (wake and sleep phases).
 
 Spec syntax (``make_estimator``, ``--estimator``): ``miwae:MxK``, ``piwae:MxK``,
-``ciwae:K:beta``, ``renyi:K:alpha``, ``vimco:K``, ``rws:K``; a bare name takes the defaults
-below, with ``K = num_particles`` when that is above one.
+``ciwae:K:beta``, ``renyi:K:alpha``, ``vimco:K``, ``rws:K`` or ``rws:K:insomnia``; a bare
+name takes the defaults below, with ``K = num_particles`` when that is above one.
 """
 
 from __future__ import annotations
 
 import math
 
+import pyro.poutine as poutine
 import torch
 
 from .estimators import IWAE_ELBO, score_function
@@ -42,7 +43,7 @@ SYNTAX = {
     "ciwae": "K or K:beta with beta in [0, 1] (e.g. ciwae:64:0.5)",
     "renyi": "K or K:alpha (e.g. renyi:5:0.5)",
     "vimco": "K >= 2 (e.g. vimco:5)",
-    "rws": "K >= 2 (e.g. rws:5)",
+    "rws": "K >= 2 or K:insomnia with insomnia in [0, 1] (e.g. rws:5, rws:5:0.5)",
 }
 
 
@@ -67,7 +68,7 @@ def parse_bound_spec(name: str, arg: str) -> dict:
 
     ``miwae``/``piwae``: ``"MxK"`` -> ``{"outer": M, "inner": K}``; ``ciwae``: ``"K"`` or
     ``"K:beta"`` -> ``{"samples": K, "beta": beta}``; ``renyi``: ``"K"`` or ``"K:alpha"``;
-    ``vimco``/``rws``: ``"K"``. Raises ``ValueError`` naming the expected syntax.
+    ``vimco``: ``"K"``; ``rws``: ``"K"`` or ``"K:insomnia"``. Raises ``ValueError`` naming the syntax.
     """
     if name not in SYNTAX:
         raise ValueError(f"no bound named {name!r}; choose one of {', '.join(SYNTAX)}")
@@ -79,11 +80,10 @@ def parse_bound_spec(name: str, arg: str) -> dict:
             return {"outer": _positive_int(m, "M"), "inner": _positive_int(k, "K")}
         k, colon, rest = arg.partition(":")
         out: dict = {"samples": _positive_int(k, "K")}
-        if name in ("ciwae", "renyi"):
+        if name in ("ciwae", "renyi", "rws"):
             if colon:
-                out["beta" if name == "ciwae" else "alpha"] = _number(
-                    rest, "beta" if name == "ciwae" else "alpha"
-                )
+                key = {"ciwae": "beta", "renyi": "alpha", "rws": "insomnia"}[name]
+                out[key] = _number(rest, key)
         elif colon:
             raise ValueError(f"{name} takes only the sample count, got {arg!r}")
         return out
@@ -291,7 +291,7 @@ class VIMCO_ELBO(IWAE_ELBO):
 
 
 class RWS_ELBO(IWAE_ELBO):
-    """Reweighted wake-sleep, its wake phases (Bornschein and Bengio 2015).
+    """Reweighted wake-sleep (Bornschein and Bengio 2015).
 
     With ``K >= 2`` samples ``z_k ~ q(z | x)`` per data point (no pathwise gradient: every
     latent site is sampled as in :func:`score_function`) and normalized weights ``w~_k``:
@@ -300,32 +300,81 @@ class RWS_ELBO(IWAE_ELBO):
       gradient of the IWAE bound with respect to ``theta``;
     - wake-phi: the guide's parameters ascend ``sum_k w~_k grad_phi log q(z_k | x)``, a
       self-normalized estimate of ``-grad_phi KL(p(z | x) || q(z | x))`` (biased for finite
-      ``K``, consistent as ``K`` grows): the guide is fitted to the posterior, not to the bound.
+      ``K``, consistent as ``K`` grows): the guide is fitted to the posterior, not to the bound;
+    - sleep-phi (when ``insomnia < 1``): one dream ``(z', x') ~ p(z, x)`` per data point and
+      ``grad_phi log q(z' | x')``, an unbiased estimate of ``-grad_phi E_p(x) KL(p(z | x) || q)``
+      under the model's own data. The guide's gradient is ``insomnia`` wake-phi plus
+      ``1 - insomnia`` sleep-phi (Pyro's convention; ``insomnia = 1``, the default, is wake
+      only; the paper's "wake + sleep" is 0.5). Dreams need a model with one observed site whose
+      value takes the place of the guide's first argument (as in every model here).
 
-    One surrogate ``sum_k w~_k (log p(x, z_k) + log q(z_k | x))`` with constant weights routes
-    each part to its parameters (``log p`` does not depend on ``phi`` once the samples carry no
-    path, ``log q`` not on ``theta``; the model and guide share no parameters). The sleep
-    phase (fitting ``q`` to dreams from the model) is not included. Loss: the negative IWAE
-    bound of ``K`` samples, scaled like the data plate (nats).
+    One surrogate ``sum_k w~_k (log p(x, z_k) + insomnia log q(z_k | x))`` (plus the sleep term)
+    with constant weights routes each part to its parameters (``log p`` does not depend on
+    ``phi`` once the samples carry no path, ``log q`` not on ``theta``; the model and guide
+    share no parameters). Loss: the negative IWAE bound of ``K`` samples, scaled like the data
+    plate (nats).
     """
 
     _who = "rws"
 
-    def __init__(self, num_particles: int = 5, **kwargs):
+    def __init__(self, num_particles: int = 5, insomnia: float = 1.0, **kwargs):
         if int(num_particles) < 2:
             raise ValueError(
                 f"{self._who} needs K >= 2 samples (self-normalized weights), got {num_particles}"
             )
+        insomnia = float(insomnia)
+        if not 0.0 <= insomnia <= 1.0:
+            raise ValueError(
+                f"rws's insomnia (the wake share of the guide's gradient) must be in [0, 1], got {insomnia}"
+            )
+        self.insomnia = insomnia
         super().__init__(num_particles=num_particles, **kwargs)
 
     def _wrap_guide(self, guide):
         return score_function(guide)
 
+    def sleep_log_q(self, model, guide, args, kwargs) -> torch.Tensor:
+        """Return ``sum_n log q(z'_n | x'_n)``, one dream per data point, scaled like the data plate (nats).
+
+        The dream ``(z', x')`` is drawn from the model with its observed site unconditioned
+        (values detached, so only the guide's parameters get a gradient) and ``x'`` replaces the
+        guide's first argument.
+        """
+        dream = poutine.trace(poutine.uncondition(model)).get_trace(*args, **kwargs)
+        observed = [
+            n
+            for n, site in dream.nodes.items()
+            if site["type"] == "sample" and site["infer"].get("was_observed")
+        ]
+        x = args[0] if args else None
+        if len(observed) != 1 or not torch.is_tensor(x) or dream.nodes[observed[0]]["value"].shape != x.shape:
+            raise ValueError(
+                "rws's sleep phase needs a model with one observed site shaped like the guide's first "
+                f"argument (found observed sites {observed}); use insomnia 1 (rws:K)"
+            )
+        fixed = poutine.Trace()
+        for name, site in dream.nodes.items():
+            if site["type"] == "sample" and torch.is_tensor(site["value"]):
+                site = dict(site, value=site["value"].detach())
+            fixed.nodes[name] = site
+        x_dream = fixed.nodes[observed[0]]["value"]
+        guide_tr = poutine.trace(poutine.replay(guide, trace=fixed)).get_trace(x_dream, *args[1:], **kwargs)
+        total = x.new_zeros(())
+        for name, site in guide_tr.nodes.items():
+            if site["type"] == "sample" and not site["is_observed"] and name in dream.nodes:
+                lq = site["fn"].log_prob(site["value"])
+                if site["mask"] is not None:
+                    lq = torch.where(site["mask"], lq, lq.new_zeros(()))
+                total = total + site["scale"] * lq.sum()
+        return total
+
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """Return the negative IWAE bound (nats) as a tensor whose gradient is wake-theta and wake-phi."""
+        """Return the negative IWAE bound (nats) as a tensor whose gradient is wake-theta and phi's phases."""
         log_p, log_q, scale, _, _ = self._log_weights(model, guide, args, kwargs)
         lw = (log_p - log_q).detach()
         weights = (lw - lw.logsumexp(0, keepdim=True)).exp()
-        surrogate = (weights * (log_p + log_q)).sum(0)
-        value = _log_mean_exp(lw)
-        return -scale * (value + (surrogate - surrogate.detach())).sum()
+        surrogate = scale * (weights * (log_p + self.insomnia * log_q)).sum()
+        if self.insomnia < 1.0:
+            surrogate = surrogate + (1.0 - self.insomnia) * self.sleep_log_q(model, guide, args, kwargs)
+        value = scale * _log_mean_exp(lw).sum()
+        return -(value + (surrogate - surrogate.detach()))

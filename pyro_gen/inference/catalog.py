@@ -23,5 +23,5 @@ BUILTIN_ESTIMATORS: dict[str, str] = {
     "ciwae": "CIWAE: beta ELBO + (1 - beta) IWAE, K samples (ciwae:K:beta; ciwae = ciwae:64:0.5)",
     "renyi": "Renyi alpha bound, K samples; alpha 0 is IWAE, 1 the ELBO (renyi:K:alpha; 5:0.5)",
     "vimco": "VIMCO: IWAE bound, score function with leave-one-out signals (vimco:K; vimco:5)",
-    "rws": "reweighted wake-sleep: wake-theta and wake-phi, K samples (rws:K; rws:5)",
+    "rws": "reweighted wake-sleep, K samples, wake share of the guide (rws:K:insomnia; rws:5:1)",
 }

@@ -293,7 +293,7 @@ def test_vimco_is_unbiased_for_the_exact_iwae_gradient_and_beats_the_plain_score
     k = 3
     params = list(vae.parameters())
     exact = _flat(torch.autograd.grad(-vae.exact_iwae_bound(x, k).sum(), params)) / x.shape[0]
-    vimco = gradient_moments(vae, vae.guide, f"vimco:{k}", x, 400)
+    vimco = gradient_moments(vae, vae.guide, f"vimco:{k}", x, 300)
     z = _z(vimco["all"], exact)
     assert z.max() < 4.5, float(z.max())
 
@@ -302,7 +302,7 @@ def test_vimco_is_unbiased_for_the_exact_iwae_gradient_and_beats_the_plain_score
         def learning_signals(log_w):
             return (torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])).expand_as(log_w)
 
-    plain = gradient_moments(vae, vae.guide, NoBaseline(k), x, 400)
+    plain = gradient_moments(vae, vae.guide, NoBaseline(k), x, 300)
     assert _z(plain["all"], exact).max() < 4.5  # also unbiased: the signal is what changed
     assert vimco["encoder"].total_variance < 0.5 * plain["encoder"].total_variance
     # the model's gradient does not involve the signals
@@ -328,12 +328,36 @@ def test_rws_wake_phases_are_unbiased_for_their_exact_expectations():
     # it is not the bound's guide gradient: the test tells the two apart
     bound_phi = _flat(torch.autograd.grad(-vae.exact_iwae_bound(x, k).sum(), enc)) / x.shape[0]
     assert (phi - bound_phi).norm() > 0.3 * phi.norm()
-    mom = gradient_moments(vae, vae.guide, f"rws:{k}", x, 400)
+    mom = gradient_moments(vae, vae.guide, f"rws:{k}", x, 300)
     assert _z(mom["decoder"], theta).max() < 4.5
     assert _z(mom["encoder"], phi).max() < 4.5
     # ... and the estimates tell them apart too: against the bound's gradient the mean squared
     # z-score is far above its value of about 1 under unbiasedness
     assert float((_z(mom["encoder"], bound_phi) ** 2).mean()) > 4
+
+
+def test_rws_sleep_phase_is_unbiased_for_the_exact_expected_dream_gradient():
+    vae, x = _dvae(), _binary()
+    enc = [p for n, p in vae.named_parameters() if n.startswith("encoder")]
+    # E_{p(z, x)}[grad log q(z | x)], summed over the 4 codes and all 16 binary images
+    images = torch.cartesian_prod(*[torch.tensor([0.0, 1.0])] * 4)
+    log_joint, log_q = vae.code_log_densities(images)
+    sleep = _flat(torch.autograd.grad(-(log_joint.detach().exp() * log_q).sum(), enc))
+    assert float(log_joint.detach().exp().sum()) == pytest.approx(
+        1.0, abs=1e-5
+    )  # the enumeration is complete
+    mom = gradient_moments(vae, vae.guide, "rws:3:0", x, 300)  # insomnia 0: the guide on dreams only
+    assert _z(mom["encoder"], sleep).max() < 4.5
+    # insomnia 0.5: the mean of the two phases
+    half = gradient_moments(vae, vae.guide, "rws:3:0.5", x, 300)
+    wake = gradient_moments(vae, vae.guide, "rws:3", x, 300)
+    mixed = 0.5 * (mom["encoder"].mean + wake["encoder"].mean)
+    se = (
+        (half["encoder"].variance + 0.25 * (mom["encoder"].variance + wake["encoder"].variance)) / 400
+    ).sqrt()
+    assert ((half["encoder"].mean - mixed) / se).abs().max() < 4.5
+    with pytest.raises(ValueError, match="insomnia"):
+        make_estimator("rws:3:1.5")
 
 
 # ---------------------------------------------------------------- names and bad input
@@ -373,7 +397,8 @@ def test_every_bound_is_registered_listed_and_parses(capsys):
         ("renyi:k:0.5", "K must be a positive integer"),
         ("renyi:4:half", "alpha must be a number"),
         ("vimco:1", "K >= 2"),
-        ("rws:3:0.5", "only the sample count"),
+        ("vimco:3:0.5", "only the sample count"),
+        ("rws:3:2", r"insomnia .* must be in \[0, 1\]"),
         ("iwae:x", "positive integer"),
     ],
 )
