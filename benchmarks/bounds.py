@@ -13,7 +13,8 @@ references measured in the same run.
 
 Part ``discrete`` (digits, binary latents): the binary-latent VAE (L = 8 Bernoulli latents,
 64-128-8) trained for ``--discrete-steps`` steps from one initialization by exact enumeration
-(``enum``, the reference), ``score-loo:K``, ``vimco:K`` and ``rws:K``, scored by the exact
+(``enum``, the reference), ``score-loo:K``, ``vimco:K``, ``rws:K`` (wake) and ``rws:K:0.5``
+(wake + sleep), scored by the exact
 test ELBO and the exact test log p(x) (sums over all 256 codes).
 
 Resumable: each estimator's row is written to the JSON as soon as it is done, and a rerun of
@@ -234,7 +235,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="digits")
     p.add_argument("--samples", default="4x4", help="MxK: samples per data point of every bound")
     p.add_argument("--estimators", default=None, help="comma-separated VAE specs (default: from --samples)")
-    p.add_argument("--discrete-estimators", default="enum,score-loo:5,vimco:5,rws:5")
+    p.add_argument("--discrete-estimators", default="enum,score-loo:5,vimco:5,rws:5,rws:5:0.5")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--discrete-steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=128)
