@@ -169,7 +169,7 @@ class EnergyModel(nn.Module):
     ``ssm``: ``projections``; ``nce``: ``noise`` (a module with ``log_prob``/``sample``) and
     ``noise_ratio``). ``sample_steps``/``sample_step``/``sample_step_min`` set :meth:`sample`.
     Learned state: ``replay`` (the PCD buffer, standardized), ``nce_log_z`` (NCE's log Z,
-    nats), ``log_z`` (the log normalizer last computed by an evaluation, NaN until then).
+    nats), ``log_z`` (the log normalizer last computed by an evaluation; 0 until then).
     ``dim`` is the data dimension D (needed when ``loc`` and ``scale`` are scalars).
     """
 
@@ -225,7 +225,7 @@ class EnergyModel(nn.Module):
         gen = torch.Generator().manual_seed(int(seed))
         self.register_buffer("replay", self.base_draw(buffer_size if method == "pcd" else 0, gen))
         self.nce_log_z = nn.Parameter(torch.tensor(0.0))
-        self.register_buffer("log_z", torch.tensor(float("nan"), dtype=torch.float64))
+        self.register_buffer("log_z", torch.tensor(0.0, dtype=torch.float64))
         self.log_z_method: str | None = None
 
     # ------------------------------------------------------------------ coordinates
@@ -274,7 +274,8 @@ class EnergyModel(nn.Module):
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Return ``-E(x) - log_z`` per row ``(N,)`` in nats: the log-density once ``log_z`` is set
-        (by quadrature or AIS in an evaluation; NaN before). For images, of the dequantized values ``x``."""
+        (by quadrature or AIS in an evaluation; before, ``log_z`` is 0 and this is ``-E(x)``). For images, of
+        the dequantized values ``x``."""
         return -self.energy(x) - self.log_z.to(x.dtype)
 
     def set_log_normalizer(self, log_z: float, method: str) -> None:
