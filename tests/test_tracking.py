@@ -243,3 +243,16 @@ def test_overwrite_drops_the_old_runs_tracker_logs(tmp_path):
     assert any((run / "tensorboard").iterdir())
     run_fit("vae", "digits", out=run, steps=10, overwrite=True, options=VAE_OPTIONS, **TINY)
     assert not (run / "tensorboard").exists() and (run / "index.html").is_file()
+
+
+def test_evaluating_a_tracked_run_rewrites_its_page_and_logs_no_step_twice(tmp_path):
+    from pyro_gen.runs import evaluate_run
+
+    run = tmp_path / "run"
+    _fit(run, 10, "tensorboard")
+    metrics = evaluate_run(run, points=30, k=4, progress=False)
+    assert metrics["eval_points"] == 30
+    assert ">30<" in (run / "index.html").read_text()
+    scalars, _ = _tensorboard(run / "tensorboard")
+    assert all(len({s for s, _ in pts}) == len(pts) for pts in scalars.values())
+    assert scalars["final/eval_points"] == [(10, 20.0)]  # the first evaluation's, kept at its step
