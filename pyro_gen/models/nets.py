@@ -87,6 +87,24 @@ def conv_grid(image_shape: Sequence[int], num_layers: int) -> tuple[int, int]:
     return shape[0] // step, shape[1] // step
 
 
+def he_init(module: nn.Module, activation: str = "relu") -> nn.Module:
+    """Re-initialize every convolution, transposed convolution and linear layer of ``module`` with
+    He et al.'s (2015) normal init (fan-in, gain of ``activation``; tanh's 5/3, ReLU's otherwise) and
+    zero biases; returns ``module``.
+
+    PyTorch's default (uniform, gain 1/sqrt(3)) shrinks the signal layer after layer; through the
+    four layers of a convolutional encoder or decoder the code then barely reaches the output
+    at the start and a VAE collapses its posterior before the decoder learns to use it.
+    """
+    nonlinearity = "tanh" if activation == "tanh" else "relu"
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            nn.init.kaiming_normal_(m.weight, nonlinearity=nonlinearity)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
 def cat_features(*parts: torch.Tensor) -> torch.Tensor:
     """Return ``parts`` concatenated along the last dim after broadcasting their leading dims."""
     lead = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
@@ -101,7 +119,7 @@ class ConvEncoder(nn.Module):
     ``hidden`` to ``2 * latent_dim`` outputs (location, softplus scale as
     :class:`GaussianEncoder`). ``context_dim > 0`` appends a context vector (e.g. a one-hot
     label) to the convolutional features before the fully connected layers: ``forward(x,
-    context)``. Any leading batch dims are kept.
+    context)``. Any leading batch dims are kept. Weights start with :func:`he_init`.
     """
 
     def __init__(
@@ -129,6 +147,7 @@ class ConvEncoder(nn.Module):
         self.features = channels[-1] * h * w
         head_in = self.features + self.context_dim
         self.head = mlp(head_in, hidden, 2 * latent_dim, activation)
+        he_init(self, activation)
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor | None = None
@@ -151,6 +170,7 @@ class ConvDecoder(nn.Module):
     convolution has no bias of its own: :attr:`bias` is one learned bias per pixel, so the
     output-bias initialization (:func:`set_output_bias`) works as for an MLP's last layer.
     The outputs are logits (Bernoulli) or means (Gaussian); leading batch dims are kept.
+    Weights start with :func:`he_init`.
     """
 
     def __init__(
@@ -178,6 +198,7 @@ class ConvDecoder(nn.Module):
         layers.append(nn.ConvTranspose2d(widths[-1], 1, 4, stride=2, padding=1, bias=False))
         self.deconv = nn.Sequential(*layers)
         self.bias = nn.Parameter(torch.zeros(self.image_shape[0] * self.image_shape[1]))
+        he_init(self, activation)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Return the per-pixel outputs ``(..., H*W)`` for codes ``z`` ``(..., in_dim)``."""

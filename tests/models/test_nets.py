@@ -132,3 +132,13 @@ def test_conv_decoder_output_bias_starts_at_the_data_mean(mean):
     with torch.no_grad():  # silence the network: the output is the bias alone
         vae.decoder.deconv[-1].weight.zero_()
     assert torch.allclose(vae.decode(torch.zeros(1, 2))[0], m.clamp(1e-3, 1 - 1e-3), atol=1e-5)
+
+
+def test_conv_networks_start_with_he_initialization():
+    from pyro_gen.models.nets import ConvEncoder
+
+    torch.manual_seed(0)
+    enc = ConvEncoder((28, 28), latent_dim=4, channels=(32, 64), hidden=(256,))
+    conv = enc.conv[2]  # 32 -> 64 channels, 4x4 kernels: fan-in 512
+    assert float(conv.weight.detach().std()) == pytest.approx(math.sqrt(2 / 512), rel=0.05)
+    assert float(conv.bias.detach().abs().max()) == 0.0
