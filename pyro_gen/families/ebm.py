@@ -50,6 +50,10 @@ class EBMConfig:
     sgld_noise: float | None = setting(
         None, "pcd: SGLD noise std (default sqrt(eps): Langevin; Du & Mordatch 2019 decouple it, e.g. 0.005)"
     )
+    sgld_step_min: float | None = setting(
+        None,
+        "pcd: last SGLD step of each training step (geometric decay from --sgld-step; default: constant)",
+    )
     alpha: float = setting(0.1, "pcd: weight of the energy-magnitude regularizer alpha (f(x+)^2 + f(x-)^2)")
     sigma: float = setting(0.1, "dsm: noise std, standardized units")
     projections: int = setting(1, "ssm: random projections per point")
@@ -104,6 +108,8 @@ class EBMConfig:
             raise ValueError(f"--reinit must be in [0, 1], got {self.reinit}")
         if self.alpha < 0:
             raise ValueError(f"--alpha must be non-negative, got {self.alpha}")
+        if self.sgld_step_min is not None and not self.sgld_step_min > 0:
+            raise ValueError(f"--sgld-step-min must be a positive number, got {self.sgld_step_min}")
         if self.sgld_noise is not None and not self.sgld_noise >= 0:
             raise ValueError(f"--sgld-noise must be non-negative, got {self.sgld_noise}")
 
@@ -223,6 +229,7 @@ def build_ebm(data, cfg: EBMConfig, seed: int = 0, fit_noise: bool = True):
         sgld_steps=cfg.sgld_steps,
         sgld_step=cfg.sgld_step,
         sgld_noise=cfg.sgld_noise,
+        sgld_step_min=cfg.sgld_step_min,
         alpha=cfg.alpha,
         sigma=cfg.sigma,
         projections=cfg.projections,

@@ -165,7 +165,8 @@ class EnergyModel(nn.Module):
     ``tau`` is the width of the Gaussian confinement in standardized units; ``num_levels``
     the grey levels of image data (None for continuous data). ``method`` picks the training
     objective of :meth:`loss`; the other arguments are its settings (``pcd``: ``buffer_size``,
-    ``reinit``, ``sgld_steps``, ``sgld_step``, ``sgld_noise``, ``alpha``; ``dsm``: ``sigma``;
+    ``reinit``, ``sgld_steps``, ``sgld_step`` (decaying geometrically to ``sgld_step_min`` within
+    each training step when given), ``sgld_noise``, ``alpha``; ``dsm``: ``sigma``;
     ``ssm``: ``projections``; ``nce``: ``noise`` (a module with ``log_prob``/``sample``) and
     ``noise_ratio``). ``sample_steps``/``sample_step``/``sample_step_min`` set :meth:`sample`.
     Learned state: ``replay`` (the PCD buffer, standardized), ``nce_log_z`` (NCE's log Z,
@@ -187,6 +188,7 @@ class EnergyModel(nn.Module):
         sgld_steps: int = 20,
         sgld_step: float = 0.01,
         sgld_noise: float | None = None,
+        sgld_step_min: float | None = None,
         alpha: float = 0.1,
         sigma: float = 0.1,
         projections: int = 1,
@@ -213,6 +215,7 @@ class EnergyModel(nn.Module):
         self.method, self.tau, self.num_levels = method, float(tau), num_levels
         self.reinit, self.sgld_steps, self.sgld_step = float(reinit), int(sgld_steps), float(sgld_step)
         self.sgld_noise, self.alpha, self.sigma = sgld_noise, float(alpha), float(sigma)
+        self.sgld_step_min = sgld_step_min
         self.projections, self.noise_ratio = int(projections), int(noise_ratio)
         self.sample_steps, self.sample_step, self.sample_step_min = (
             int(sample_steps),
@@ -326,7 +329,7 @@ class EnergyModel(nn.Module):
             start = self.replay[idx]
             fresh = torch.rand(n, device=z.device) < self.reinit
             start = torch.where(fresh[:, None], self.tau * torch.randn_like(start), start)
-            steps = langevin_steps(self.sgld_steps, self.sgld_step)
+            steps = langevin_steps(self.sgld_steps, self.sgld_step, self.sgld_step_min)
             neg = sgld(self.energy_z, start, steps, self.sgld_noise, grad_clip=None)
             self.replay[idx] = neg
         else:
