@@ -78,12 +78,11 @@ def _vae_numbers(run: Path) -> dict:
 def run_digits(args) -> list[dict]:
     """Fit and score every digits row; return the rows."""
     rows = []
-    common = dict(epochs=args.epochs, k=args.k, overwrite=not args.resume, resume=args.resume, progress=False)
-    common.update(threads=1, seed=args.seed, eval_every=10**9)
+    common = dict(epochs=args.epochs, k=args.k, progress=False, threads=1, seed=args.seed, eval_every=10**9)
     for name, options in DIGITS_VAES.items():
         out = Path(args.runs) / _folder_name(name)
         t0 = time.perf_counter()
-        m = run_fit("vae", "digits", out=out, options=options, **common)
+        m = run_fit("vae", "digits", out=out, options=options, **common, **_continue(out, args))
         row = {"row": name, "family": "vae", "options": options, **_metrics(m)}
         row.update(_vae_numbers(out))
         row["wall_seconds"] = time.perf_counter() - t0
@@ -92,7 +91,7 @@ def run_digits(args) -> list[dict]:
     # the class-conditional VAE: do its samples carry the class asked for?
     out = Path(args.runs) / "cvae-mlp"
     t0 = time.perf_counter()
-    m = run_fit("cvae", "digits", out=out, **common)
+    m = run_fit("cvae", "digits", out=out, **common, **_continue(out, args))
     model, config = load_run(out)
     data = load_run_data(config)
     d = data.test.shape[1] - 1
@@ -119,6 +118,12 @@ def run_digits(args) -> list[dict]:
     return rows
 
 
+def _continue(out: Path, args) -> dict:
+    """With --resume, continue (or reuse) a row whose run folder holds a checkpoint; else start it anew."""
+    resume = bool(args.resume and (out / "checkpoint.pt").is_file())
+    return {"resume": resume, "overwrite": not resume}
+
+
 def _metrics(m: dict) -> dict:
     keys = (
         "test_log_likelihood",
@@ -143,8 +148,7 @@ def _m2_row(spec: str, out: Path, args, options: dict, epochs: float, eval_point
         epochs=epochs,
         k=args.k,
         eval_points=eval_points,
-        overwrite=not args.resume,
-        resume=args.resume,
+        **_continue(out, args),
         progress=args.progress,
         threads=1,
         seed=args.seed,
