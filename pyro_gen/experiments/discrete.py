@@ -19,7 +19,7 @@ import torch
 
 from ..data import DataSplit
 from ..inference import fit
-from ..report import write_json
+from ..report import write_comparison_index, write_json
 from ..report.estimators import cost_table, discrete_table, plot_curves, timing_note, write_markdown
 from .arguments import DEFAULT_DISCRETE_METHODS, DISCRETE_METHODS, split_names
 from .costs import fit_costs
@@ -128,7 +128,9 @@ def write_report(results: list[dict], out: str | Path, config: dict) -> Path:
         ]
         + [f"![{p.stem}]({p.name})" for p in figs]
     )
-    return write_markdown(text, out / "report.md")
+    path = write_markdown(text, out / "report.md")
+    write_comparison_index(out)
+    return path
 
 
 def run(args: argparse.Namespace) -> int:

@@ -314,7 +314,7 @@ def write_report(report: dict, x_train: torch.Tensor, out: Path) -> list[str]:
     iterations (EM: training log-likelihood per EM iteration; SVI: ELBO per step; nats per
     point), ``objective_vs_seconds.png`` all of them against training seconds.
     """
-    from ..report import write_json
+    from ..report import write_comparison_index, write_json
     from ..report.estimators import cost_table, plot_curves, timing_note, write_markdown
     from ..report.gmm import plot_mixtures_2d, plot_model_selection, plot_traces
 
@@ -369,6 +369,7 @@ def write_report(report: dict, x_train: torch.Tensor, out: Path) -> list[str]:
         ]
     )
     files.append(write_markdown(text, out / "report.md").name)
+    files.append(write_comparison_index(out).name)
     return files
 
 
