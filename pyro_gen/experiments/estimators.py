@@ -355,11 +355,13 @@ def write_user_report(results: list[dict], refused: dict[str, str], out: str | P
     out.mkdir(parents=True, exist_ok=True)
     write_estimator_csvs(results, out)
     write_json({"config": config, "results": results, "refused": refused}, out / "comparison.json")
+    # a program whose model has no parameters of its own has only the guide group
+    groups = [g for g in GROUPS if any(g in row for r in results for row in r["variance"])] or list(GROUPS)
     figs = [
         plot_elbo_comparison(results, out / "elbo_vs_steps.png", x="step"),
         plot_elbo_comparison(results, out / "elbo_vs_seconds.png", x="seconds"),
-        plot_gradient_variance(results, out / "gradient_variance.png", groups=GROUPS),
-        plot_snr(results, out / "gradient_snr.png", groups=GROUPS),
+        plot_gradient_variance(results, out / "gradient_variance.png", groups=groups),
+        plot_snr(results, out / "gradient_snr.png", groups=groups),
     ]
     k = config["k"]
     lines = [
@@ -382,7 +384,7 @@ def write_user_report(results: list[dict], refused: dict[str, str], out: str | P
         lines += ["Estimators left out (they cannot train this program):", ""]
         lines += [f"- `{n}`: {why}" for n, why in refused.items()] + [""]
     lines += ["## Costs", "", cost_table(results, "estimator"), "", timing_note(results), ""]
-    for group in GROUPS:
+    for group in groups:
         for field, title in (("total_variance", "gradient variance"), ("snr", "gradient SNR")):
             lines += [
                 f"## {group.capitalize()} {title} at checkpoints",
