@@ -5,7 +5,7 @@ SGLD samples on ring and grid, AIS log-likelihood and Frechet distance on digits
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/ebm.py --parts moons --methods pcd,dsm
 
 Every model is a run of the registered family (``pyro_gen.runs.run_fit``: the same code as
-``pyro-gen fit``), its folder under ``--out`` (default ``reports/ebm-benchmark``); a part whose
+``pyro-gen fit``), its folder under ``--out`` (default ``runs/ebm-benchmark``); a part whose
 folder already holds a finished run with the same settings is read back, not retrained, so an
 interrupted benchmark continues where it stopped.
 
@@ -327,7 +327,7 @@ def main() -> None:
     p.add_argument("--mode-methods", default="pcd", help="EBM methods on ring and grid")
     p.add_argument("--digits-epochs", type=float, default=100.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="reports/ebm-benchmark")
+    p.add_argument("--out", default="runs/ebm-benchmark")
     p.add_argument("--results", default=str(RESULTS / "ebm.json"))
     p.add_argument("--reuse", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--no-progress", action="store_true")
