@@ -38,10 +38,13 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import setting
 from ..registry import ModelFamily, families, register
+
+if TYPE_CHECKING:
+    import torch
 
 GUIDES = ("own", "normal", "lowrank", "iaf")
 AUTOGUIDES = {"normal": "AutoNormal", "lowrank": "AutoLowRankMultivariateNormal", "iaf": "AutoIAFNormal"}
@@ -83,6 +86,9 @@ def _import_file(path: Path):
         raise ValueError(f"--model {path}: cannot be imported as a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
+    folder = str(path.parent)
+    if folder not in sys.path:  # the program may import modules beside it, as a script would
+        sys.path.append(folder)
     try:
         spec.loader.exec_module(module)
     except Exception as e:
@@ -145,7 +151,7 @@ def program_pair(obj: Any, shape: tuple[int, ...], target: str = "the target") -
     )
 
 
-def latent_sites(trace) -> dict[str, bool]:
+def latent_sites(trace: Any) -> dict[str, bool]:
     """Return ``{name: local}`` of the unobserved sample sites of ``trace`` (local: in the data plate)."""
     from pyro.poutine.util import site_is_subsample
 
@@ -337,7 +343,7 @@ class UserConfig:
         load_target(self.target)  # no such file / name: one line before anything is written
 
 
-def build_user_model(data, cfg: UserConfig):
+def build_user_model(data: Any, cfg: UserConfig) -> Any:
     """Return the user's program for ``data`` (a :class:`~pyro_gen.data.DataSplit`) as a ``UserModel``.
 
     The guide's sites are checked against the model's latents on the first training rows.
@@ -347,7 +353,7 @@ def build_user_model(data, cfg: UserConfig):
     return user_model_class()(program, model_fn, guide_fn, cfg.guide, rows, cfg.target)
 
 
-def per_point_log_weight(model_trace, guide_trace, num_points: int):
+def per_point_log_weight(model_trace: Any, guide_trace: Any, num_points: int) -> torch.Tensor:
     """Return the ``(num_points,)`` float64 sum of the data-plate sites' log-densities in nats.
 
     The model's sites (observed and per-point latent) count with a plus sign, the guide's
@@ -375,7 +381,9 @@ def per_point_log_weight(model_trace, guide_trace, num_points: int):
     return total
 
 
-def predictive_log_likelihood(model: Any, x, num_samples: int = 1000, progress: bool = False):
+def predictive_log_likelihood(
+    model: Any, x: torch.Tensor, num_samples: int = 1000, progress: bool = False
+) -> torch.Tensor:
     """Return the ``(N,)`` held-out log-likelihoods of ``x`` in nats (float64, see the module docstring).
 
     One guide draw at a time over all of ``x`` (a program need not broadcast over draws).
@@ -401,7 +409,7 @@ def predictive_log_likelihood(model: Any, x, num_samples: int = 1000, progress: 
     return torch.logsumexp(lw, 0) - math.log(lw.shape[0])
 
 
-def evaluate_user_model(model, data, cfg: UserConfig, seed: int = 0) -> dict:
+def evaluate_user_model(model: Any, data: Any, cfg: UserConfig, seed: int = 0) -> dict:
     """Return the held-out scores of a trained program (nats per test point).
 
     ``test_log_likelihood`` (:func:`predictive_log_likelihood` with ``cfg.eval_samples`` draws),
@@ -430,7 +438,7 @@ def evaluate_user_model(model, data, cfg: UserConfig, seed: int = 0) -> dict:
     }
 
 
-def load_user_model(run_dir, cfg: UserConfig, data):
+def load_user_model(run_dir: Any, cfg: UserConfig, data: Any) -> Any:
     """Return the trained program of ``run_dir``: rebuilt on the run's own data, weights restored."""
     from ..data import load_data
     from ..inference.checkpoint import load_checkpoint, restore_weights
