@@ -340,12 +340,19 @@ def evaluate_ebm(model, data, cfg: EBMConfig, seed: int = 0) -> dict:
 
         metrics.update(mode_metrics_for_data(data, samples))
     if data.is_image and data.train_labels is not None:
+        import dataclasses
+
         from ..evaluation.samples import feature_classifier_for, frechet_distance
 
-        clf = feature_classifier_for(data, seed=seed)
+        train = data.train
+        if data.batch_transform is not None:  # binarized like the test images, as compare families does
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                train = data.batch_transform(data.train)
+        clf = feature_classifier_for(dataclasses.replace(data, train=train), seed=seed)
         n = samples.shape[0]
         metrics["frechet_distance"] = frechet_distance(samples, data.test, clf.features)
-        metrics["frechet_distance_train_vs_test"] = frechet_distance(data.train[:n], data.test, clf.features)
+        metrics["frechet_distance_train_vs_test"] = frechet_distance(train[:n], data.test, clf.features)
     metrics["sample_seconds"] = time.perf_counter() - started
     return metrics
 

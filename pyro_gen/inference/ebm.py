@@ -58,7 +58,8 @@ def mcmc_sample(
             mc_kernel = HMC(
                 model.sampling_model, step_size=step_size, num_steps=num_steps, init_strategy=strategy
             )
-        for p in model.parameters():
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        for p in trainable:
             p.requires_grad_(False)
         try:
             mcmc = MCMC(
@@ -66,8 +67,7 @@ def mcmc_sample(
             )
             mcmc.run(num_points)
         finally:
-            for name, p in model.named_parameters():
-                if not name.startswith("noise."):
-                    p.requires_grad_(True)
+            for p in trainable:
+                p.requires_grad_(True)
         draws = mcmc.get_samples()["x"]
     return draws.reshape(-1, draws.shape[-1]).detach()
