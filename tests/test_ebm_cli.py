@@ -38,19 +38,34 @@ def test_fit_ebm_on_moons_is_scored_exactly_by_quadrature_then_sampled(tmp_path,
     assert np.load(npy).shape == (7, 2) and np.isfinite(np.load(npy)).all()
 
 
-def test_fit_ebm_on_digits_estimates_log_z_by_ais(tmp_path):
+@pytest.mark.parametrize("binarize", ["none", "dynamic"])
+def test_fit_ebm_on_digits_estimates_log_z_by_ais(tmp_path, binarize):
     out = tmp_path / "img"
-    args = ["fit", "ebm", "--data", "digits", "--net", "mlp", "--steps", "2", "--batch-size", "32"]
+    args = [
+        "fit",
+        "ebm",
+        "--data",
+        "digits",
+        "--net",
+        "mlp",
+        "--steps",
+        "2",
+        "--batch-size",
+        "32",
+        "--binarize",
+        binarize,
+    ]
     ais = ["--ais-steps", "3", "--ais-chains", "4", "--ais-runs", "2", "--dequant-samples", "1"]
     assert main([*args, *TINY, *ais, "--eval-points", "20", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["likelihood_kind"] == "estimate" and len(metrics["log_z_runs"]) == 2
-    assert metrics["num_levels"] == 17 and math.isfinite(metrics["test_bits_per_dim"])
+    levels = 17 if binarize == "none" else 2
+    assert metrics["num_levels"] == levels and math.isfinite(metrics["test_bits_per_dim"])
     assert metrics["frechet_distance"] > 0
     npy = tmp_path / "d.npy"
     assert main(["sample", str(out), "--num", "3", "--out", str(npy)]) == 0
     arr = np.load(npy)
-    assert arr.shape == (3, 8, 8) and np.allclose(arr * 16, np.round(arr * 16))
+    assert arr.shape == (3, 8, 8) and np.allclose(arr * (levels - 1), np.round(arr * (levels - 1)))
 
 
 def test_a_method_or_network_the_data_cannot_take_is_refused_in_one_line(tmp_path, capsys):
