@@ -32,6 +32,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -124,6 +125,7 @@ def run_vae(args, data, payload: dict, out: Path) -> None:
             "final": res["final"],
             "train_objective": hist[-1]["train_elbo"] if hist else None,
             "costs": res["costs"],
+            "load_average": list(os.getloadavg()),
         }
         payload["vae"].append(row)
         _save(out, payload)
@@ -170,6 +172,7 @@ def run_discrete(args, data, payload: dict, out: Path) -> None:
             "final": final,
             "train_objective": res.history[-1]["train_elbo"] if res.history else None,
             "costs": fit_costs(res),
+            "load_average": list(os.getloadavg()),
         }
         payload["discrete"].append(row)
         _save(out, payload)
@@ -233,7 +236,7 @@ def main(argv=None) -> int:
     """Run the parts named by ``--parts``, write the JSON, print the tables; return 0."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="benchmarks/results/bounds.json")
-    p.add_argument("--parts", default="vae,discrete", help="comma-separated: vae, discrete")
+    p.add_argument("--parts", default="vae,discrete", help="comma-separated: vae, discrete (none: print the tables)")
     p.add_argument("--data", default="digits")
     p.add_argument("--samples", default="4x4", help="MxK: samples per data point of every bound")
     p.add_argument("--estimators", default=None, help="comma-separated VAE specs (default: from --samples)")
@@ -255,16 +258,20 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     payload = _load(out, args.fresh)
-    payload["machine"] = {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-        "data": args.data,
-        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-    }
-    data = load_data(args.data, binarize="dynamic", seed=args.seed)
     parts = [s for s in args.parts.split(",") if s]
+    if not set(parts) <= {"vae", "discrete", "none"}:
+        p.error(f"--parts takes vae, discrete (or none: print the tables), got {args.parts!r}")
+    if set(parts) & {"vae", "discrete"}:
+        payload["machine"] = {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+            "data": args.data,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "load_average_at_start": list(os.getloadavg()),
+        }
+    data = load_data(args.data, binarize="dynamic", seed=args.seed)
     if "vae" in parts:
         run_vae(args, data, payload, out)
     if "discrete" in parts:
