@@ -83,3 +83,10 @@ def test_a_method_or_network_the_data_cannot_take_is_refused_in_one_line(tmp_pat
         == 2
     )
     assert "--tau must be a positive number" in capsys.readouterr().err
+    assert (
+        main(
+            ["fit", "ebm", "--data", "moons", "--sigma", "0.2", "--steps", "1", "--out", str(tmp_path / "d")]
+        )
+        == 2
+    )
+    assert "--sigma is a setting of --method dsm, not of --method pcd" in capsys.readouterr().err

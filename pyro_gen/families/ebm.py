@@ -16,6 +16,7 @@ sampling from the base ``N(loc, (tau scale)^2)`` over independent runs, an estim
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -23,6 +24,13 @@ from ..config import parse_widths, require_positive, setting
 from ..registry import ModelFamily
 
 METHODS = ("pcd", "dsm", "ssm", "nce")
+# the settings only one method reads: given with another method, they are refused
+METHOD_SETTINGS = {
+    "pcd": ("buffer_size", "reinit", "sgld_steps", "sgld_step", "sgld_noise", "sgld_step_min", "alpha"),
+    "dsm": ("sigma",),
+    "ssm": ("projections",),
+    "nce": ("noise", "noise_components", "noise_ratio", "noise_epochs"),
+}
 
 
 @dataclass
@@ -108,6 +116,14 @@ class EBMConfig:
             raise ValueError(f"--reinit must be in [0, 1], got {self.reinit}")
         if self.alpha < 0:
             raise ValueError(f"--alpha must be non-negative, got {self.alpha}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for method, names in METHOD_SETTINGS.items():
+            for name in names:
+                if method != self.method and getattr(self, name) != defaults[name]:
+                    flag = "--" + name.replace("_", "-")
+                    raise ValueError(
+                        f"{flag} is a setting of --method {method}, not of --method {self.method}"
+                    )
         if self.sgld_step_min is not None and not self.sgld_step_min > 0:
             raise ValueError(f"--sgld-step-min must be a positive number, got {self.sgld_step_min}")
         if self.sgld_noise is not None and not self.sgld_noise >= 0:
