@@ -236,7 +236,9 @@ def main(argv=None) -> int:
     """Run the parts named by ``--parts``, write the JSON, print the tables; return 0."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="benchmarks/results/bounds.json")
-    p.add_argument("--parts", default="vae,discrete", help="comma-separated: vae, discrete (none: print the tables)")
+    p.add_argument(
+        "--parts", default="vae,discrete", help="comma-separated: vae, discrete (none: print the tables)"
+    )
     p.add_argument("--data", default="digits")
     p.add_argument("--samples", default="4x4", help="MxK: samples per data point of every bound")
     p.add_argument("--estimators", default=None, help="comma-separated VAE specs (default: from --samples)")
