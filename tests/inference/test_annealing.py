@@ -352,6 +352,20 @@ def test_remedies_refused_where_they_cannot_be_honoured(digits):
         )
 
 
+def test_a_score_function_site_is_refused():
+    from pyro.distributions.testing.fakes import NonreparameterizedNormal
+
+    vae = _vae()
+
+    def guide(x):
+        with data_plate(x):
+            loc, scale = vae.encoder(x)
+            pyro.sample("z", NonreparameterizedNormal(loc, scale).to_event(1))
+
+    with pytest.raises(ValueError, match="latent site 'z' is not reparameterized"):
+        RemedyELBO().loss(vae.model, guide, torch.rand(4, 64))
+
+
 def test_families_without_latents_refuse_the_flags():
     from pyro_gen.runs import plan_run
 
