@@ -135,7 +135,9 @@ def diagnose_run(
 
     Returns the summary dict written to ``diagnostics.json`` (nats per data point for
     likelihoods and gaps) with ``rows``: ``(quantity, value, verdict)`` for the printed table,
-    and ``files``: the written file names.
+    ``files``: the written file names, and ``data_rows``: ``"test"`` (the first ``num_points``
+    test rows), or ``"train"`` for a user program whose guide is over global latents (its
+    posterior is that of the training rows, so every training row is used).
     """
     import pyro
     import torch
@@ -170,9 +172,19 @@ def diagnose_run(
         model.eval()
     pyro.set_rng_seed(seed)
     check_diagnosable(model, config["family"], x, run_dir)  # before anything is written
+    rows_used = "test"
+    if config["family"] == "user" and not all_in_data_plate(model.model, model.guide, (x[:2],)):
+        # a guide over global latents approximates p(z | training rows): its importance weights,
+        # k-hat and LOO are those of that posterior, so they are computed on every training row
+        x, rows_used = data.train, "train"
     pyro.set_rng_seed(seed)
     rows: list[tuple[str, str, str]] = []
-    summary: dict[str, Any] = {"run": str(run_dir), "family": config["family"], "num_points": int(x.shape[0])}
+    summary: dict[str, Any] = {
+        "run": str(run_dir),
+        "family": config["family"],
+        "num_points": int(x.shape[0]),
+        "data_rows": rows_used,
+    }
 
     try:
         idata = to_inference_data(model, x, num_samples=num_samples, num_chains=num_chains)
@@ -304,7 +316,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
-    print(f"diagnostics of {args.run_dir} ({summary['family']}, {summary['num_points']} test points)")
+    which = summary.get("data_rows", "test")
+    print(f"diagnostics of {args.run_dir} ({summary['family']}, {summary['num_points']} {which} points)")
     print(format_table(summary["rows"]))
     print(f"wrote: {', '.join(summary['files'])} in {args.run_dir}")
     return 0

@@ -107,7 +107,9 @@ def test_fit_resume_sample_diagnose_evaluate_from_the_command_line(files, tmp_pa
     )
     out = capsys.readouterr().out
     assert "PSIS k-hat" in out and "PSIS-LOO" in out
-    assert (run / "diagnostics.json").is_file()
+    # a guide over global latents is diagnosed against the posterior it approximates: all 48 training rows
+    assert "(user, 48 train points)" in out
+    assert json.loads((run / "diagnostics.json").read_text())["data_rows"] == "train"
 
 
 def test_the_conventions_give_the_same_pair(files):
