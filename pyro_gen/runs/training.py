@@ -103,6 +103,7 @@ def train_plan(
             estimator=_estimator(plan),
             num_particles=plan.trainer.num_particles,
             eval_particles=plan.trainer.eval_particles,
+            svi_config=plan.trainer,
         )
         return run_engine(objective, data.train, train, **common, row_callbacks=row_callbacks)
     if family.trainer == "adversarial":
