@@ -49,6 +49,19 @@ METHOD_OPTIONS = {
     "dsm": {"options": {"method": "dsm", "sigma": 0.05}, "epochs": 80, "lr": 3e-3, "lr_schedule": "cosine"},
     "ssm": {"options": {"method": "ssm"}, "epochs": 60, "lr": 3e-3, "lr_schedule": "cosine"},
     "nce": {"options": {"method": "nce"}, "epochs": 80, "lr": 5e-3, "lr_schedule": "cosine"},
+    # a longer PCD run with a weaker regularizer and SGLD steps decaying within each training step
+    "pcd-long": {
+        "options": {"method": "pcd", "alpha": 0.01, "sgld_steps": 40, "sgld_step_min": 1e-4},
+        "epochs": 150,
+        "lr": 3e-3,
+        "lr_schedule": "cosine",
+    },
+    "dsm-long": {
+        "options": {"method": "dsm", "sigma": 0.03},
+        "epochs": 300,
+        "lr": 3e-3,
+        "lr_schedule": "cosine",
+    },
 }
 
 
@@ -323,7 +336,9 @@ def main() -> None:
     """Run the parts named by ``--parts``; print the tables; write the JSON and Markdown."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", default="moons,ring,grid,digits")
-    p.add_argument("--methods", default="pcd,dsm,ssm,nce", help="EBM methods on moons")
+    p.add_argument(
+        "--methods", default="pcd,dsm,ssm,nce", help="EBM methods on moons (also pcd-long, dsm-long)"
+    )
     p.add_argument("--mode-methods", default="pcd", help="EBM methods on ring and grid")
     p.add_argument("--digits-epochs", type=float, default=100.0)
     p.add_argument("--seed", type=int, default=0)
