@@ -373,3 +373,19 @@ def test_families_without_latents_refuse_the_flags():
         plan_run("made", trainer={"free_bits": 0.5})
     with pytest.raises(ValueError, match="--beta"):
         plan_run("gan", trainer={"beta": 0.5})
+
+
+def test_command_line_remedies_reach_training(tmp_path):
+    import csv
+
+    from pyro_gen.cli import main
+
+    out = tmp_path / "run"
+    argv = ["fit", "vae", "--latent-dim", "2", "--hidden", "8", "--steps", "8", "--log-every", "2"]
+    argv += ["--beta", "0.5", "--kl-warmup-steps", "4", "--k", "2", "--eval-points", "10"]
+    assert main([*argv, "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    weights = [float(r["kl_weight"]) for r in rows]
+    assert weights[-1] == pytest.approx(0.5)  # the warm-up ends at beta, not at 1
+    assert weights[0] < 0.5 and weights == sorted(weights)
