@@ -222,3 +222,17 @@ def test_evaluate_refuses_k_for_a_user_run(files, tmp_path, capsys):
     assert main(["fit", "--config", str(run / "config.json"), "--out", str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "config.json").read_text())
     assert again["model"] == config["model"] and again["train"]["steps"] == 5
+
+
+@pytest.mark.parametrize(
+    ("guide", "name"), [("lowrank", "AutoLowRankMultivariateNormal"), ("iaf", "AutoIAFNormal")]
+)
+def test_guide_replaces_the_programs_guide(files, tmp_path, guide, name):
+    program, data = files
+    run = tmp_path / guide
+    assert _fit(program, data, run, "--steps", "3", "--guide", guide) == 0
+    assert json.loads((run / "metrics.json").read_text())["guide"] == name
+    from pyro_gen.runs import load_run
+
+    model, _ = load_run(run)  # the automatic guide's parameters are restored
+    assert model.guide_name == name and any(n.startswith("autoguide.") for n, _ in model.named_parameters())
