@@ -236,3 +236,18 @@ def test_guide_replaces_the_programs_guide(files, tmp_path, guide, name):
 
     model, _ = load_run(run)  # the automatic guide's parameters are restored
     assert model.guide_name == name and any(n.startswith("autoguide.") for n, _ in model.named_parameters())
+
+
+def test_torchrun_refuses_a_program_whose_parameters_are_all_pyro_params(files, monkeypatch):
+    import pyro
+
+    from pyro_gen.families.user import UserConfig, build_user_model
+
+    program, _ = files
+    split = type("S", (), {"train": torch.randn(8, 2), "shape": (2,)})()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    pyro.clear_param_store()
+    with pytest.raises(ValueError, match="under torchrun the parameters must live in an nn.Module"):
+        build_user_model(split, UserConfig(target=f"{program}:PAIR"))
+    model = build_user_model(split, UserConfig(target=f"{program}:PAIR", guide="normal"))
+    assert any(p.requires_grad for p in model.parameters())  # an automatic guide's are shared

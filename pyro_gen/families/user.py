@@ -346,11 +346,20 @@ class UserConfig:
 def build_user_model(data: Any, cfg: UserConfig) -> Any:
     """Return the user's program for ``data`` (a :class:`~pyro_gen.data.DataSplit`) as a ``UserModel``.
 
-    The guide's sites are checked against the model's latents on the first training rows.
+    The guide's sites are checked against the model's latents on the first training rows; under
+    ``torchrun`` a program whose parameters are all ``pyro.param`` sites is refused (one line).
     """
     program, model_fn, guide_fn = program_pair(load_target(cfg.target), tuple(data.shape), cfg.target)
+    import os
+
     rows = data.train[: min(int(data.train.shape[0]), 4096)]
-    return user_model_class()(program, model_fn, guide_fn, cfg.guide, rows, cfg.target)
+    model = user_model_class()(program, model_fn, guide_fn, cfg.guide, rows, cfg.target)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(
+            f"--model {cfg.target}: under torchrun the parameters must live in an nn.Module (the program "
+            "itself, or an automatic guide: --guide normal); pyro.param sites are not shared across ranks"
+        )
+    return model
 
 
 def per_point_log_weight(model_trace: Any, guide_trace: Any, num_points: int) -> torch.Tensor:
