@@ -338,8 +338,8 @@ def user_estimator_table(results: Sequence[dict], k: int) -> str:
 
 
 def write_user_report(results: list[dict], refused: dict[str, str], out: str | Path, config: dict) -> Path:
-    """Write the comparison's tables, CSVs, JSON and figures into ``out``; return ``report.md``."""
-    from ..report import write_json
+    """Write tables, CSVs, JSON, figures and ``index.html`` into ``out``; return ``report.md``."""
+    from ..report import write_comparison_index, write_json
     from ..report.estimators import (
         cost_table,
         plot_elbo_comparison,
@@ -393,7 +393,9 @@ def write_user_report(results: list[dict], refused: dict[str, str], out: str | P
                 "",
             ]
     lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figs]
-    return write_markdown("\n".join(lines), out / "report.md")
+    path = write_markdown("\n".join(lines), out / "report.md")
+    write_comparison_index(out)
+    return path
 
 
 def run(args: argparse.Namespace) -> int:

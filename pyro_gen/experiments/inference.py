@@ -9,7 +9,7 @@ same model's posterior and is the reference. Per method: PSIS k-hat of the guide
 posterior mean and standard deviation of every latent element against NUTS's (errors in NUTS
 standard deviations), the held-out log predictive density per test point and the wall
 seconds. The report folder holds ``report.md``, ``inference.csv`` (one row per method and
-latent element) and ``comparison.json``.
+latent element), ``comparison.json`` and ``index.html``.
 
 Parameters of the model itself (``pyro.param`` in the model) are held at their initial values
 by NUTS; a program with such parameters is compared on its latents only.
@@ -316,8 +316,8 @@ def inference_table(result: dict[str, Any]) -> str:
 
 
 def write_inference_report(result: dict[str, Any], out: str | Path, config: dict) -> Path:
-    """Write ``report.md``, ``inference.csv`` and ``comparison.json`` into ``out``; return ``report.md``."""
-    from ..report import write_json
+    """Write the report, ``inference.csv``, ``comparison.json`` and ``index.html``; return ``report.md``."""
+    from ..report import write_comparison_index, write_json
     from ..report.estimators import write_markdown
 
     out = Path(out)
@@ -350,7 +350,9 @@ def write_inference_report(result: dict[str, Any], out: str | Path, config: dict
     lines += [f"- NUTS: {w}" for w in n["warnings"]]
     lines += [f"- {m['name']}: k-hat {m['khat']:.2f}, {m['khat_verdict']}" for m in result["methods"]]
     lines += ["", "Per latent element: `inference.csv` (mean, sd, NUTS mean and sd, errors)."]
-    return write_markdown("\n".join(lines), out / "report.md")
+    path = write_markdown("\n".join(lines), out / "report.md")
+    write_comparison_index(out)
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
