@@ -120,6 +120,7 @@ def test_the_comparison_writes_one_report_folder(program, tmp_path):
         "gradient_variance.csv",
         "comparison.json",
         "elbo_vs_seconds.png",
+        "index.html",
     ):
         assert (out / name).is_file(), name
     saved = json.loads((out / "comparison.json").read_text())

@@ -108,5 +108,6 @@ def test_the_comparison_writes_its_report_and_refuses_a_bad_guide(program, tmp_p
     assert any("ESS" in w for w in saved["nuts"]["warnings"])  # 40 draws are too few, and it says so
     assert saved["latents"] == ["mu"] and saved["methods"][0]["guide"] == "normal"
     assert "| NUTS |" in (out / "report.md").read_text() and (out / "inference.csv").is_file()
+    assert "SVI AutoNormal" in (out / "index.html").read_text()
     with pytest.raises(ValueError, match="--guides: unknown guide 'flowy'"):
         run_compare([*argv[:6], "flowy", *argv[7:], "--no-progress"])
