@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import config as cfg
 from .registry import families
@@ -283,6 +284,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     for note in metrics.get("notes", []):
         print(f"note: {note}")
     print(f"report: {out}/metrics.json, figures: {', '.join(metrics['figures'])}")
+    if (Path(out) / "index.html").is_file():
+        print(f"page: {out}/index.html")
     return 0
 
 

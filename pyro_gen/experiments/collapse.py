@@ -339,6 +339,9 @@ def write_report(results: Sequence[dict[str, Any]], out: str | Path, config: dic
         text += ["Notes:", *[f"- {n}" for n in notes], ""]
     path = out / "report.md"
     path.write_text("\n".join(text))
+    from ..report import write_comparison_index
+
+    write_comparison_index(out)
     return path
 
 

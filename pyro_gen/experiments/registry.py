@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import arguments
+from .collapse import collapse_arguments
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,13 @@ class _Deferred:
 
 
 _BUILTIN = (
+    Comparison(
+        "collapse",
+        "posterior-collapse remedies on a VAE with a MADE decoder: active units, KL per dimension, "
+        "I(x; z), log p(x)",
+        collapse_arguments,
+        _Deferred("pyro_gen.experiments.collapse"),
+    ),
     Comparison(
         "discrete",
         "binary-latent VAE: enumeration vs score function vs relaxation (exact log p(x))",

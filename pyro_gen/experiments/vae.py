@@ -27,7 +27,7 @@ from ..evaluation.likelihood import importance_log_likelihood
 from ..inference import elbo_per_point
 from ..inference.engine import resolve_device
 from ..models.vae import VAE
-from ..report import write_json
+from ..report import write_comparison_index, write_json
 from ..report.estimators import (
     cost_table,
     estimator_table,
@@ -178,7 +178,9 @@ def write_report(results: list[dict], out: str | Path, config: dict, k: int) -> 
         "## Figures",
         "",
     ] + [f"![{p.stem}]({p.name})" for p in figs]
-    return write_markdown("\n".join(lines), out / "report.md")
+    path = write_markdown("\n".join(lines), out / "report.md")
+    write_comparison_index(out)
+    return path
 
 
 def load_binary_images(args: argparse.Namespace, target: str = "vae") -> DataSplit:

@@ -17,7 +17,7 @@ from .evaluation import PARTIAL
 from .plan import CHECKPOINT, CONFIG, HISTORY, METRICS, plan_from_dict, read_config
 from .training import load_plan_data, restore_model
 
-RUN_FILES = (CONFIG, METRICS, "metrics.md", HISTORY, CHECKPOINT, PARTIAL)
+RUN_FILES = (CONFIG, METRICS, "metrics.md", HISTORY, CHECKPOINT, PARTIAL, "index.html")
 
 
 def check_out(out: Path, run: RunConfig) -> None:

@@ -125,6 +125,7 @@ def test_collapse_experiment_on_tiny_data_writes_its_table(tmp_path):
         assert float(r[TABLE_COLUMNS.index("mutual_information")]) <= torch.log(torch.tensor(30.0)) + 1e-6
     report = (out / "report.md").read_text()
     assert "| remedy | active units | KL (nats) | I(x; z) (nats) |" in report
+    assert "active units" in (out / "index.html").read_text()
     for name in ("test_elbo.png", "train_kl.png", "kl_weight.png", "kl_per_dim_free-bits-0.5.png"):
         assert (out / name).stat().st_size > 0
     saved = json.loads((out / "comparison.json").read_text())

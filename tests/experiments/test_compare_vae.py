@@ -15,7 +15,7 @@ def test_compare_vae_writes_one_report_with_variance_at_checkpoints(tmp_path):
         f"--estimators reparam,score --out {out} --no-progress".split()
     )
     assert rc == 0
-    for name in ["report.md", "estimators.csv", "gradient_variance.csv", "comparison.json"]:
+    for name in ["report.md", "estimators.csv", "gradient_variance.csv", "comparison.json", "index.html"]:
         assert (out / name).is_file(), name
     for name in ["elbo_vs_steps.png", "elbo_vs_seconds.png", "gradient_variance.png", "gradient_snr.png"]:
         assert (out / name).stat().st_size > 1000, name
@@ -82,3 +82,4 @@ def test_compare_discrete_reports_exact_log_likelihood_and_costs(tmp_path):
         assert c["ms_per_step"] == pytest.approx(1000 * r["history"][-1]["seconds"] / 10, rel=1e-9)
     assert (out / "objective_vs_seconds.png").stat().st_size > 1000
     assert "## Costs" in (out / "report.md").read_text()
+    assert "objective_vs_seconds" in (out / "index.html").read_text()  # the page shows the report's figures

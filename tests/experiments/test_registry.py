@@ -17,7 +17,7 @@ HEAVY = ("torch", "pyro", "arviz", "sklearn", "matplotlib")
 
 def test_targets_and_their_flags():
     comps = comparisons()
-    assert list(comps) == ["discrete", "families", "gmm", "vae"]
+    assert list(comps) == ["collapse", "discrete", "estimators", "families", "gmm", "inference", "vae"]
     defaults = {}
     for name, comp in comps.items():
         p = argparse.ArgumentParser()
