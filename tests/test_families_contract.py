@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,9 +26,15 @@ from pyro_gen.inference import TrainingDivergedError, load_checkpoint
 from pyro_gen.registry import families
 from pyro_gen.runs import plan_run, run_plan
 
-# family -> (data, model settings): the smallest runs that still exercise each trainer
+# setup -> (data, model settings[, trainer settings]): the smallest runs that still exercise
+# each trainer; a setup named FAMILY+WHAT is the family FAMILY with other settings
 SETUPS = {
     "vae": ("digits", {"latent_dim": 2, "hidden": "8"}),
+    "vae+remedies": (
+        "digits",
+        {"latent_dim": 2, "hidden": "8"},
+        {"estimator": "reparam", "free_bits": 0.5, "kl_warmup_steps": 5, "kl_schedule": "linear"},
+    ),
     "dvae": ("digits", {"num_latents": 3, "hidden": "8"}),
     "flow": ("moons", {"depth": 1, "hidden": "8"}),
     "gan": ("ring", {"hidden": "8"}),
@@ -33,7 +42,37 @@ SETUPS = {
     "pixelcnn": ("digits", {"channels": 4, "layers": 1}),
     "autoencoder": ("digits", {"code_dim": 2, "hidden": "8"}),
     "gmm": ("moons", {"method": "svi", "components": 2}),
+    "ebm": ("moons", {"method": "pcd", "hidden": "8", "buffer_size": 64, "sgld_steps": 2}),
+    "cvae": ("digits", {"latent_dim": 2, "hidden": "8"}),
+    "m2": ("digits", {"latent_dim": 2, "hidden": "8", "labels": 20}),
+    "user": ("moons", {"target": "USER_PROGRAM"}),
 }
+USER_PROGRAM = """
+import pyro, pyro.distributions as dist, torch
+from pyro_gen.models import data_plate
+
+def model(x):
+    loc = pyro.sample("loc", dist.Normal(torch.zeros(x.shape[1]), 10.0).to_event(1))
+    scale = pyro.param("scale", torch.ones(x.shape[1]), constraint=dist.constraints.positive)
+    with data_plate(x):
+        pyro.sample("obs", dist.Normal(loc, scale).to_event(1), obs=x)
+
+MODEL = model
+"""
+
+
+@functools.cache
+def _user_target() -> str:
+    """Write the user family's program once per session; return its ``FILE.py:NAME`` target."""
+    folder = Path(tempfile.mkdtemp(prefix="pyro-gen-user-"))
+    (folder / "contract_program.py").write_text(USER_PROGRAM)
+    return f"{folder / 'contract_program.py'}:MODEL"
+
+
+def _model_settings(settings: dict) -> dict:
+    return {k: (_user_target() if v == "USER_PROGRAM" else v) for k, v in settings.items()}
+
+
 TIMING = ("seconds", "cpu_seconds", "eval_seconds")
 
 
@@ -42,11 +81,15 @@ class Killed(Exception):
 
 
 def _plan(name, out, steps, resume=False, **train):
-    data, model = SETUPS[name]
+    data, model, *trainer = SETUPS[name]
     train = {"steps": steps, "batch_size": 64, "log_every": 1, "checkpoint_every": 2, **train}
-    return plan_run(
-        name, run={"data": data, "out": str(out), "resume": resume, "k": 5}, train=train, model=model
-    )
+    run = {"data": data, "out": str(out), "resume": resume}
+    if name != "user":  # a user program is scored with its own --eval-samples, and refuses --k
+        run["k"] = 5
+    sections = {"run": run, "train": train, "model": _model_settings(model)}
+    if trainer:
+        sections["trainer"] = trainer[0]
+    return plan_run(name.split("+")[0], **sections)
 
 
 def _run(name, out, steps, resume=False, callbacks=(), **train):
@@ -188,7 +231,8 @@ def test_every_flag_reaches_the_plan(name):
         if family_sections(family)[section][0] is None:
             continue
         for flag, field, value, rest in _flag_values(family, section):
-            argv = ["fit", name, flag, *rest]
+            needs = ["--target", _user_target()] if name == "user" and flag != "--target" else []
+            argv = ["fit", name, *needs, flag, *rest]
             try:
                 plan = plan_from_args(build_parser().parse_args(argv))
             except ValueError as e:  # refused: the message names the setting
@@ -217,7 +261,7 @@ def test_training_and_trainer_flags_reach_the_engine(name, tmp_path, monkeypatch
         raise _Captured
 
     monkeypatch.setattr(engine, "train", spy)
-    family = families()[name]
+    family = families()[name.split("+")[0]]
     train = {
         "steps": 7,
         "batch_size": 32,
@@ -240,15 +284,19 @@ def test_training_and_trainer_flags_reach_the_engine(name, tmp_path, monkeypatch
         trainer = {"estimator": "iwae", "num_particles": 3, "eval_particles": 2}
     if family.trainer == "adversarial":
         trainer = {"loss": "hinge", "d_steps": 2, "gp_weight": 1.0, "lr_d": 0.004, "beta1": 0.1, "ema": 0.9}
-    data, model = SETUPS[name]
-    plan = plan_run(name, run={"data": data, "out": str(tmp_path)}, train=train, trainer=trainer, model=model)
+    data, model, *own = SETUPS[name]
+    trainer = own[0] if own else trainer
+    run = {"data": data, "out": str(tmp_path)}
+    plan = plan_run(family.name, run=run, train=train, trainer=trainer, model=_model_settings(model))
     with pytest.raises(_Captured):
         run_plan(plan, out=tmp_path, progress=False)
     config = seen["config"]
     for key, value in train.items():
         assert getattr(config, key) == value, key
     objective = seen["objective"]
-    if "estimator" in trainer:
+    if own:  # the remedies reach the objective as the plan's settings
+        assert objective.remedies is plan.trainer
+    elif "estimator" in trainer:
         assert objective.estimator == "iwae" and objective.elbo.num_particles == 3
         assert objective.eval_elbo.num_particles == 2
     if family.trainer == "adversarial":
