@@ -297,7 +297,9 @@ class RunConfig:
     """What a run folder adds around training: data, output, evaluation and resumption."""
 
     data: str = setting(
-        "digits", "digits | mnist:PATH | fashion-mnist:PATH | stacked-mnist:PATH | moons | ring | grid"
+        "digits",
+        "digits | mnist:PATH | fashion-mnist:PATH | stacked-mnist:PATH | moons | ring | grid | "
+        "PATH.npy|.npz|.csv|.pt (your own rows; 20%% held out by --seed)",
     )
     out: str | None = setting(None, "run folder (default runs/<family>-<data>)")
     binarize: str = setting("dynamic", "image pixels", choices=("dynamic", "static", "none"))
