@@ -17,6 +17,8 @@ DISCRETE_METHODS = {
     "score-nn": ("score-nn", "guide"),
     "score-loo": ("score-loo:4", "guide"),
     "score": ("score", "guide"),
+    "vimco": ("vimco:5", "guide"),
+    "rws": ("rws:5", "guide"),
     "relaxed": ("analytic-kl", "guide_relaxed"),
 }
 DEFAULT_DISCRETE_METHODS = ("enum", "score-baseline", "score-loo", "relaxed")
