@@ -23,7 +23,7 @@ DISCRETE_METHODS = {
 }
 DEFAULT_DISCRETE_METHODS = ("enum", "score-baseline", "score-loo", "relaxed")
 GMM_METHODS = ("em", "svi-map", "svi-normal", "nuts")
-DEFAULT_FAMILIES = ("made", "pixelcnn", "flow", "vae", "gan", "autoencoder")
+DEFAULT_FAMILIES = ("made", "pixelcnn", "flow", "vae", "gan", "autoencoder", "ebm")
 BUDGETS = ("full", "quick", "smoke")
 
 

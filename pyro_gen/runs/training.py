@@ -120,7 +120,8 @@ def train_plan(
     if family.trainer == "loss":
         from ..inference.loss import LossObjective
 
-        return run_engine(LossObjective(model), data.train, train, **common, row_callbacks=row_callbacks)
+        objective = LossObjective(model, estimator=_estimator(plan))
+        return run_engine(objective, data.train, train, **common, row_callbacks=row_callbacks)
     # a custom trainer hands gradient training to the engine (with these checkpoints) and
     # refuses --resume for algorithms that keep none
     return family.train(model, data, plan.model, train, plan.given, **common)
