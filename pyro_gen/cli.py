@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--num", type=int, default=64)
     sp.add_argument("--out", required=True, help="output .npy file (a PNG is written beside it)")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--label", type=int, default=None, help="the class to draw (cvae and m2 runs)")
     dp = sub.add_parser("diagnose", help="diagnose a run's posterior (ArviZ, k-hat)")
     dp.add_argument("run_dir", help="a run folder written by `pyro-gen fit`")
     dp.add_argument("--num-points", type=int, default=200, help="test points to diagnose")
@@ -363,7 +364,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     from .runs import sample_run
 
-    written = sample_run(args.run_dir, args.num, args.out, seed=args.seed)
+    written = sample_run(args.run_dir, args.num, args.out, seed=args.seed, label=args.label)
     print(" ".join(f"{k}: {v}" for k, v in written.items()))
     return 0
 

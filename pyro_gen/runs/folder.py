@@ -81,8 +81,13 @@ def load_run(run_dir: str | os.PathLike) -> tuple[Any, dict]:
     return restore_model(plan, run_dir, model, stub), config
 
 
-def sample_run(run_dir: str | os.PathLike, num: int, out_file: str | os.PathLike, seed: int = 0) -> dict:
+def sample_run(
+    run_dir: str | os.PathLike, num: int, out_file: str | os.PathLike, seed: int = 0, label: int | None = None
+) -> dict:
     """Draw ``num`` samples from a run's model into ``out_file`` (.npy, shaped like the data).
+
+    ``label``: the class to draw, for class-conditional models (``cvae``, ``m2``); refused
+    in one line by a model that draws no class-conditional samples.
 
     Writes a PNG grid (images) or scatter (2-D data) beside it; returns the written paths.
     Draws whose size is not a data point's (a user program observing part of each row) are
@@ -108,8 +113,15 @@ def sample_run(run_dir: str | os.PathLike, num: int, out_file: str | os.PathLike
     model, config = load_run(run_dir)
     if not hasattr(model, "sample"):
         raise ValueError(f"model family {config['family']!r} cannot sample")
+    kwargs = {}
+    if label is not None:
+        import inspect
+
+        if "label" not in inspect.signature(model.sample).parameters:
+            raise ValueError(f"--label: the {config['family']} family draws no class-conditional samples")
+        kwargs["label"] = label
     torch.manual_seed(seed)
-    x = model.sample(num).detach().cpu()
+    x = model.sample(num, **kwargs).detach().cpu()
     shape = tuple(config["data_info"]["shape"])
     if x.reshape(num, -1).shape[1] != math.prod(shape):
         # a user's program whose observed sites are not the whole data point (e.g. a regression's
