@@ -81,9 +81,19 @@ MODE_OPTIONS = {
         "lr": 3e-3,
         "lr_schedule": "cosine",
     },
+    # ten noise levels from 1 to 0.01 (Song & Ermon 2019), annealed Langevin sampling
     "dsm": {
-        "options": {"method": "dsm", "sigma": 0.01, "sample_steps": 1000, "sample_step_min": 1e-5},
-        "epochs": 40,
+        "options": {
+            "method": "dsm",
+            "sigma": 0.01,
+            "sigma_max": 1.0,
+            "num_sigmas": 10,
+            "sample_steps": 1000,
+            "sample_step_min": 1e-5,
+        },
+        "epochs": 200,
+        "lr": 3e-3,
+        "lr_schedule": "cosine",
     },
 }
 
@@ -339,7 +349,7 @@ def main() -> None:
     p.add_argument(
         "--methods", default="pcd,dsm,ssm,nce", help="EBM methods on moons (also pcd-long, dsm-long)"
     )
-    p.add_argument("--mode-methods", default="pcd", help="EBM methods on ring and grid")
+    p.add_argument("--mode-methods", default="pcd,dsm", help="EBM methods on ring and grid")
     p.add_argument("--digits-epochs", type=float, default=100.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/ebm-benchmark")

@@ -90,3 +90,38 @@ def test_a_method_or_network_the_data_cannot_take_is_refused_in_one_line(tmp_pat
         == 2
     )
     assert "--sigma is a setting of --method dsm, not of --method pcd" in capsys.readouterr().err
+
+
+def test_multi_noise_dsm_fits_samples_and_reloads_its_noise_conditional_energy(tmp_path, capsys):
+    import torch
+
+    from pyro_gen.runs import load_run
+
+    out = tmp_path / "run"
+    args = ["fit", "ebm", "--data", "moons", "--method", "dsm", "--num-sigmas", "3", "--sigma", "0.05"]
+    tiny = [t for t in TINY if t not in ("--buffer-size", "64")]
+    assert (
+        main([*args, "--steps", "3", "--batch-size", "64", "--quad-cell", "0.05", *tiny, "--out", str(out)])
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (
+        math.isfinite(metrics["test_log_likelihood"]) and metrics["likelihood_kind"] == "exact-by-quadrature"
+    )
+    model, _ = load_run(out)
+    assert torch.allclose(model.net.sigmas, torch.tensor([1.0, 0.05**0.5, 0.05]))
+    z = torch.randn(4, 2)
+    assert torch.allclose(
+        model.energy_z(z), model.energy_z(z, 0.05)
+    )  # the model's density: the smallest level
+    npy = tmp_path / "s.npy"
+    assert main(["sample", str(out), "--num", "5", "--out", str(npy)]) == 0
+    assert np.load(npy).shape == (5, 2) and np.isfinite(np.load(npy)).all()
+    capsys.readouterr()
+    bad = ["fit", "ebm", "--data", "moons", "--num-sigmas", "4", "--steps", "1", "--out", str(tmp_path / "e")]
+    assert main(bad) == 2
+    assert "--num-sigmas is a setting of --method dsm, not of --method pcd" in capsys.readouterr().err
+    bad = ["fit", "ebm", "--data", "moons", "--method", "dsm", "--num-sigmas", "4", "--sigma-max", "0.05"]
+    assert main([*bad, "--steps", "1", "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "--sigma-max (0.05) must exceed --sigma (0.1)" in err and "\n" not in err.strip()

@@ -27,7 +27,7 @@ METHODS = ("pcd", "dsm", "ssm", "nce")
 # the settings only one method reads: given with another method, they are refused
 METHOD_SETTINGS = {
     "pcd": ("buffer_size", "reinit", "sgld_steps", "sgld_step", "sgld_noise", "sgld_step_min", "alpha"),
-    "dsm": ("sigma",),
+    "dsm": ("sigma", "sigma_max", "num_sigmas"),
     "ssm": ("projections",),
     "nce": ("noise", "noise_components", "noise_ratio", "noise_epochs"),
 }
@@ -63,7 +63,11 @@ class EBMConfig:
         "pcd: last SGLD step of each training step (geometric decay from --sgld-step; default: constant)",
     )
     alpha: float = setting(0.1, "pcd: weight of the energy-magnitude regularizer alpha (f(x+)^2 + f(x-)^2)")
-    sigma: float = setting(0.1, "dsm: noise std, standardized units")
+    sigma: float = setting(0.1, "dsm: (smallest) noise std, standardized units: the model's density")
+    sigma_max: float = setting(1.0, "dsm: largest noise std of the levels (geometric to --sigma)")
+    num_sigmas: int = setting(
+        1, "dsm: noise levels (Song & Ermon 2019: noise-conditional energy, annealed sampling); 1: one level"
+    )
     projections: int = setting(1, "ssm: random projections per point")
     noise: str = setting("gmm", "nce: noise distribution fitted first", choices=("gmm", "flow"))
     noise_components: int = setting(16, "nce: Gaussian-mixture noise components")
@@ -90,6 +94,7 @@ class EBMConfig:
             "buffer_size",
             "sgld_steps",
             "projections",
+            "num_sigmas",
             "noise_components",
             "noise_ratio",
             "sample_steps",
@@ -104,6 +109,7 @@ class EBMConfig:
             "tau",
             "sgld_step",
             "sigma",
+            "sigma_max",
             "sample_step",
             "sample_step_min",
             "quad_cell",
@@ -124,6 +130,10 @@ class EBMConfig:
                     raise ValueError(
                         f"{flag} is a setting of --method {method}, not of --method {self.method}"
                     )
+        if self.method == "dsm" and self.num_sigmas > 1 and not self.sigma_max > self.sigma:
+            raise ValueError(
+                f"--sigma-max ({self.sigma_max}) must exceed --sigma ({self.sigma}) with several levels"
+            )
         if self.sgld_step_min is not None and not self.sgld_step_min > 0:
             raise ValueError(f"--sgld-step-min must be a positive number, got {self.sgld_step_min}")
         if self.sgld_noise is not None and not self.sgld_noise >= 0:
@@ -221,14 +231,18 @@ def build_ebm(data, cfg: EBMConfig, seed: int = 0, fit_noise: bool = True):
     the same shapes, for a checkpoint to fill). ``ValueError`` for settings the data cannot
     honour (``--net conv`` on vectors, ``--noise flow`` on images).
     """
-    from ..models.ebm import ConvEnergy, EnergyModel, MLPEnergy
+    from ..models.ebm import ConvEnergy, EnergyModel, MLPEnergy, NoiseConditionalEnergy, noise_levels
 
     net_kind = _check(data, cfg)
     levels = _levels(data)
+    conditional = cfg.method == "dsm" and cfg.num_sigmas > 1
     if net_kind == "conv":
         net = ConvEnergy(data.shape, parse_widths(cfg.channels, "channels"))
     else:
-        net = MLPEnergy(data.dim, parse_widths(cfg.hidden))
+        net = MLPEnergy(data.dim + int(conditional), parse_widths(cfg.hidden))
+    if conditional:  # log sigma is an input of the MLP; a conv energy is only divided by sigma
+        sigmas = noise_levels(cfg.sigma_max, cfg.sigma, cfg.num_sigmas)
+        net = NoiseConditionalEnergy(net, sigmas, condition=net_kind != "conv")
     loc, scale = _standardization(data, levels)
     noise = None
     if cfg.method == "nce":

@@ -23,7 +23,10 @@ objectives, all on standardized coordinates and selected by ``method`` (:meth:`E
 * ``pcd``: persistent contrastive divergence with SGLD chains kept in a replay buffer
   (Du & Mordatch 2019): ``mean E(x+) - mean E(x-) + alpha (mean f(x+)^2 + mean f(x-)^2)``;
 * ``dsm``: denoising score matching at one noise level ``sigma`` (Vincent 2011), weighted by
-  ``sigma^2``: ``sigma^2 / 2 * |grad_z log p(z~) + (z~ - z) / sigma^2|^2``;
+  ``sigma^2``: ``sigma^2 / 2 * |grad_z log p(z~) + (z~ - z) / sigma^2|^2``; with a
+  :class:`NoiseConditionalEnergy` network, at several levels ``sigma_1 > ... > sigma_L`` (one
+  drawn per point, Song & Ermon 2019), the model's density being the one at ``sigma_L`` and
+  :meth:`EnergyModel.sample` annealed Langevin dynamics through the levels;
 * ``ssm``: sliced score matching with variance reduction (Song et al. 2019):
   ``v^T (d s / d z) v + |s|^2 / 2`` with ``s = -grad E``, ``v ~ N(0, I)``;
 * ``nce``: noise-contrastive estimation (Gutmann & Hyvarinen 2010) against a fixed fitted
@@ -88,6 +91,46 @@ class ConvEnergy(nn.Module):
         return self.head(self.features(z.reshape(-1, 1, *self.shape))).squeeze(-1)
 
 
+def noise_levels(sigma_max: float, sigma_min: float, num: int) -> torch.Tensor:
+    """Return ``num`` noise levels ``(num,)`` decreasing geometrically from ``sigma_max`` to ``sigma_min``
+    (standardized units), as Song & Ermon 2019."""
+    if num < 1 or not (0 < sigma_min <= sigma_max) or not math.isfinite(sigma_max):
+        raise ValueError(
+            f"noise levels need num >= 1 and 0 < sigma_min <= sigma_max, got {num}, {sigma_min}, {sigma_max}"
+        )
+    if num == 1:
+        return torch.tensor([float(sigma_min)])
+    return torch.logspace(math.log10(sigma_max), math.log10(sigma_min), num)
+
+
+class NoiseConditionalEnergy(nn.Module):
+    """A noise-conditional energy ``f(z, sigma) = g(z, log sigma) / sigma`` (Song & Ermon 2019).
+
+    ``net`` is the network ``g``: with ``condition=True`` it reads ``log sigma`` as an extra last
+    input column (an MLP of ``D + 1`` inputs), otherwise ``g(z)`` alone (a conv net), the division
+    by ``sigma`` being the noise-conditional trick of Song & Ermon 2020: scores of size
+    ``1 / sigma`` without large weights. ``sigmas`` (a buffer, decreasing) are the training
+    levels; called without ``sigma`` the energy is the one at the smallest level, the model's
+    density.
+    """
+
+    def __init__(self, net: nn.Module, sigmas: torch.Tensor, condition: bool = True):
+        super().__init__()
+        self.net, self.condition = net, bool(condition)
+        sigmas = torch.as_tensor(sigmas, dtype=torch.float32).flatten()
+        if sigmas.numel() < 1 or not bool((sigmas > 0).all()):
+            raise ValueError(f"noise levels must be positive, got {sigmas.tolist()}")
+        self.register_buffer("sigmas", sigmas.clone())
+
+    def forward(self, z: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Return ``f(z, sigma)`` per row ``(N,)`` in nats; ``sigma`` a float or ``(N,)`` (default: the
+        smallest level)."""
+        s = self.sigmas[-1] if sigma is None else torch.as_tensor(sigma, dtype=z.dtype, device=z.device)
+        s = s.to(z).expand(z.shape[0])
+        g = self.net(torch.cat([z, s.log()[:, None]], -1)) if self.condition else self.net(z)
+        return g / s
+
+
 class MixtureNoise(nn.Module):
     """A fixed Gaussian mixture (weights, means, Cholesky factors as buffers): NCE's noise density."""
 
@@ -130,11 +173,12 @@ def langevin_steps(num_steps: int, step: float, step_min: float | None = None) -
 
 
 def sgld(
-    energy: Callable[[torch.Tensor], torch.Tensor],
+    energy: Callable[..., torch.Tensor],
     z: torch.Tensor,
     steps: torch.Tensor,
     noise: float | None = None,
     grad_clip: float | None = None,
+    levels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run stochastic gradient Langevin dynamics from ``z`` ``(N, D)``; return the final states (detached).
 
@@ -142,13 +186,19 @@ def sgld(
     ``eps_t = steps[t]`` and ``n_t = sqrt(eps_t)`` (unadjusted Langevin, whose stationary
     density tends to ``exp(-E)`` as ``eps -> 0``) unless ``noise`` fixes the noise scale (the
     decoupled step of Du & Mordatch 2019). ``grad_clip`` clips each row's gradient norm.
-    Gradients are taken with respect to ``z`` only; the energy's parameters get none.
+    Gradients are taken with respect to ``z`` only; the energy's parameters get none. With
+    ``levels`` (one noise level per step, ``(num_steps,)``) step ``t`` follows
+    ``energy(z, levels[t])``: annealed Langevin dynamics (Song & Ermon 2019).
     """
     z = z.detach()
-    for eps in steps.tolist():
+    sigmas = [None] * len(steps) if levels is None else levels.tolist()
+    if len(sigmas) != len(steps):
+        raise ValueError(f"levels must give one noise level per step, got {len(sigmas)} for {len(steps)}")
+    for eps, sig in zip(steps.tolist(), sigmas):
         z.requires_grad_(True)
         with torch.enable_grad():
-            (g,) = torch.autograd.grad(energy(z).sum(), z)
+            e = energy(z) if sig is None else energy(z, sig)
+            (g,) = torch.autograd.grad(e.sum(), z)
         if grad_clip is not None:
             norm = g.flatten(1).norm(dim=1).clamp_min(1e-12)
             g = g * (grad_clip / norm).clamp(max=1.0).reshape(-1, *([1] * (g.dim() - 1)))
@@ -208,6 +258,10 @@ class EnergyModel(nn.Module):
         if not tau > 0:
             raise ValueError(f"tau must be positive, got {tau}")
         self.net = net
+        sigmas = getattr(net, "sigmas", None)
+        self.sigmas: torch.Tensor | None = sigmas if isinstance(sigmas, torch.Tensor) else None
+        if self.sigmas is not None and method != "dsm":
+            raise ValueError(f"a noise-conditional energy trains with method 'dsm', not {method!r}")
         loc, scale = torch.as_tensor(loc, dtype=torch.float32), torch.as_tensor(scale, dtype=torch.float32)
         self.dim = int(dim) if dim is not None else max(int(loc.numel()), int(scale.numel()))
         self.register_buffer("loc", loc.clone())
@@ -253,9 +307,13 @@ class EnergyModel(nn.Module):
         return self.tau * torch.randn(num, self.dim, generator=generator)
 
     # ------------------------------------------------------------------ energies
-    def energy_z(self, z: torch.Tensor) -> torch.Tensor:
-        """Return ``E = f(z) + |z|^2 / (2 tau^2)`` at standardized points ``z`` ``(N, D)``: ``(N,)``, nats."""
-        return self.net(z) + 0.5 * z.pow(2).sum(-1) / self.tau**2
+    def energy_z(self, z: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Return ``E = f(z) + |z|^2 / (2 tau^2)`` at standardized points ``z`` ``(N, D)``: ``(N,)``, nats.
+
+        ``sigma`` (a noise-conditional network only) picks the noise level; default the model's.
+        """
+        f = self.net(z) if sigma is None else self.net(z, sigma)
+        return f + 0.5 * z.pow(2).sum(-1) / self.tau**2
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         """Return ``E(x)`` per row of ``x`` (data coordinates; images: dequantized values), ``(N,)``, nats."""
@@ -339,20 +397,34 @@ class EnergyModel(nn.Module):
         e_neg = f_neg + 0.5 * neg.pow(2).sum(-1) / self.tau**2
         return e_pos.mean() - e_neg.mean() + self.alpha * (f_pos.pow(2).mean() + f_neg.pow(2).mean())
 
-    def score_z(self, z: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
-        """Return the model score ``-grad_z E(z)`` ``(N, D)`` (differentiable in the parameters)."""
+    def score_z(
+        self, z: torch.Tensor, create_graph: bool = True, sigma: torch.Tensor | float | None = None
+    ) -> torch.Tensor:
+        """Return the model score ``-grad_z E(z)`` ``(N, D)`` (differentiable in the parameters); ``sigma``
+        the noise level of a noise-conditional network (default the model's)."""
         with torch.enable_grad():
             if not z.requires_grad:
                 z = z.requires_grad_(True)
-            (g,) = torch.autograd.grad(self.energy_z(z).sum(), z, create_graph=create_graph)
+            (g,) = torch.autograd.grad(self.energy_z(z, sigma).sum(), z, create_graph=create_graph)
         return -g
 
     def dsm_loss(self, z: torch.Tensor) -> torch.Tensor:
-        """Return the denoising score-matching loss (Vincent 2011) at noise ``sigma``, times ``sigma^2``."""
+        """Return the denoising score-matching loss (Vincent 2011) at noise ``sigma``, times ``sigma^2``.
+
+        With a noise-conditional network each point gets a level drawn uniformly from its
+        ``sigmas`` and the loss is ``sigma_i^2 / 2 |s(z~, sigma_i) + (z~ - z) / sigma_i^2|^2``
+        averaged over points (Song & Ermon 2019, weighting ``lambda(sigma) = sigma^2``).
+        """
         eps = torch.randn_like(z)
-        noisy = (z + self.sigma * eps).detach()
-        s = self.score_z(noisy, create_graph=self.training or torch.is_grad_enabled())
-        return 0.5 * (self.sigma * s + eps).pow(2).sum(-1).mean()
+        create = self.training or torch.is_grad_enabled()
+        if self.sigmas is None:
+            noisy = (z + self.sigma * eps).detach()
+            s = self.score_z(noisy, create_graph=create)
+            return 0.5 * (self.sigma * s + eps).pow(2).sum(-1).mean()
+        sig = self.sigmas.to(z)[torch.randint(0, self.sigmas.numel(), (z.shape[0],), device=z.device)]
+        noisy = (z + sig[:, None] * eps).detach()
+        s = self.score_z(noisy, create_graph=create, sigma=sig)
+        return 0.5 * (sig[:, None] * s + eps).pow(2).sum(-1).mean()
 
     def ssm_loss(self, z: torch.Tensor) -> torch.Tensor:
         """Return sliced score matching with variance reduction (Song et al. 2019), ``projections`` slices."""
@@ -398,7 +470,10 @@ class EnergyModel(nn.Module):
         Chains start from the base ``N(loc, (tau * scale)^2)`` (or from standardized ``init``)
         and run ``steps`` (default ``sample_steps``) Langevin steps whose size decays
         geometrically from ``step`` (default ``sample_step``) to ``step_min`` (default
-        ``sample_step_min``; None keeps it constant), in standardized units. Global torch RNG.
+        ``sample_step_min``; None keeps it constant), in standardized units. A noise-conditional
+        energy is annealed (Song & Ermon 2019): the steps are split into equal blocks, one per
+        noise level from the largest to the smallest, each following the energy at its level
+        (the schedule's step sizes shrink with the levels). Global torch RNG.
         """
         if num < 1:
             raise ValueError(f"the number of samples must be positive, got {num}")
@@ -407,7 +482,12 @@ class EnergyModel(nn.Module):
         step_min = self.sample_step_min if step_min == -1.0 else step_min
         dev = self.loc.device
         z0 = self.base_draw(num).to(dev) if init is None else init.to(dev)
-        z = sgld(self.energy_z, z0, langevin_steps(steps, step, step_min).to(dev))
+        schedule = langevin_steps(steps, step, step_min).to(dev)
+        levels = None
+        if self.sigmas is not None:
+            block = (torch.arange(steps, device=dev) * self.sigmas.numel()) // steps
+            levels = self.sigmas.to(dev)[block]
+        z = sgld(self.energy_z, z0, schedule, levels=levels)
         return self.quantize(self.unstandardize(z))
 
     def num_parameters(self) -> int:

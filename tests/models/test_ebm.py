@@ -11,7 +11,15 @@ from torch import nn
 
 from pyro_gen.inference.ebm import mcmc_sample
 from pyro_gen.inference.loss import train_autoencoder
-from pyro_gen.models.ebm import EnergyModel, MixtureNoise, MLPEnergy, langevin_steps, sgld
+from pyro_gen.models.ebm import (
+    EnergyModel,
+    MixtureNoise,
+    MLPEnergy,
+    NoiseConditionalEnergy,
+    langevin_steps,
+    noise_levels,
+    sgld,
+)
 
 MEAN = torch.tensor([1.0, -2.0])
 COV = torch.tensor([[1.0, 0.6], [0.6, 2.0]])
@@ -180,3 +188,78 @@ def test_bad_settings_are_refused_in_one_line():
         model.check_data(torch.zeros(3, 3))
     with pytest.raises(ValueError, match="NaN"):
         model.check_data(torch.tensor([[0.0, float("nan")]]))
+
+
+class LevelTable(nn.Module):
+    """g(z, log sigma) = sigma a_i |z|^2 / 2 for the level i nearest log sigma (last input column):
+    through :class:`NoiseConditionalEnergy` an isotropic Gaussian energy of precision ``a_i`` per level."""
+
+    def __init__(self, sigmas: torch.Tensor, init: torch.Tensor | None = None):
+        super().__init__()
+        self.register_buffer("log_sigmas", sigmas.log())
+        self.a = nn.Parameter(torch.zeros(len(sigmas)) if init is None else init.clone())
+
+    def forward(self, zs: torch.Tensor) -> torch.Tensor:
+        z, log_s = zs[:, :-1], zs[:, -1]
+        i = (log_s[:, None] - self.log_sigmas[None, :]).abs().argmin(-1)
+        return log_s.exp() * 0.5 * self.a[i] * z.pow(2).sum(-1)
+
+
+def test_noise_levels_are_geometric_and_bad_levels_are_refused():
+    s = noise_levels(1.0, 0.01, 5)
+    assert torch.allclose(s, torch.tensor([1.0, 10**-0.5, 0.1, 10**-1.5, 0.01]))
+    assert noise_levels(1.0, 0.3, 1).tolist() == pytest.approx([0.3])
+    with pytest.raises(ValueError, match="sigma_min <= sigma_max"):
+        noise_levels(0.1, 1.0, 3)
+    with pytest.raises(ValueError, match="noise levels must be positive"):
+        NoiseConditionalEnergy(LevelTable(torch.ones(2)), torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="trains with method 'dsm'"):
+        EnergyModel(NoiseConditionalEnergy(LevelTable(torch.ones(1)), torch.ones(1)), 0.0, 1.0, dim=2)
+
+
+def test_multi_noise_dsm_recovers_the_smoothed_gaussian_at_every_level_down_to_the_smallest():
+    # data N(0, c^2 I) (standardized units): the optimal energy at level sigma is the Gaussian of
+    # variance c^2 + sigma^2, i.e. a_i + 1 / tau^2 = 1 / (c^2 + sigma_i^2)
+    torch.manual_seed(0)
+    c, sigmas = 0.5, noise_levels(1.0, 0.05, 4)
+    model = EnergyModel(
+        NoiseConditionalEnergy(LevelTable(sigmas), sigmas), torch.zeros(2), torch.ones(2), method="dsm", dim=2
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 400)
+    for _ in range(400):
+        opt.zero_grad()
+        model.loss(c * torch.randn(4096, 2)).backward()
+        opt.step()
+        sched.step()
+    precision = model.net.net.a.detach() + 1 / model.tau**2
+    assert torch.allclose(precision, 1 / (c**2 + sigmas**2), rtol=0.05)
+    # the model's own density (no sigma given) is the one at the smallest level
+    z = torch.randn(6, 2)
+    assert torch.allclose(model.energy_z(z), model.energy_z(z, sigmas[-1]))
+    assert not torch.allclose(model.energy_z(z), model.energy_z(z, sigmas[0]))
+
+
+def test_annealed_langevin_ends_at_the_moments_of_the_smallest_levels_energy():
+    sigmas = noise_levels(1.0, 0.1, 3)
+    precision = torch.tensor([1.0, 4.0, 25.0])  # variances 1, 0.25, 0.04 at the three levels
+    model = EnergyModel(
+        NoiseConditionalEnergy(LevelTable(sigmas, precision - 1 / 4.0), sigmas),
+        torch.tensor([1.0, -1.0]),
+        torch.tensor([2.0, 0.5]),
+        method="dsm",
+        dim=2,
+    )
+    torch.manual_seed(1)
+    x = model.sample(4000, steps=900, step=0.05, step_min=1e-3)
+    z = model.standardize(x)
+    assert z.mean(0).abs().max() < 0.02
+    assert torch.allclose(z.var(0), torch.full((2,), 0.04), rtol=0.05)
+    # the per-step levels follow the blocks: a run of the first block alone keeps the widest energy
+    torch.manual_seed(2)
+    wide = sgld(
+        model.energy_z, torch.zeros(4000, 2), torch.full((200,), 0.05), levels=torch.full((200,), 1.0)
+    )
+    assert torch.allclose(wide.var(0), torch.ones(2), rtol=0.1)
+    with pytest.raises(ValueError, match="one noise level per step"):
+        sgld(model.energy_z, torch.zeros(3, 2), torch.full((4,), 0.1), levels=torch.ones(3))
