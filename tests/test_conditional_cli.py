@@ -96,3 +96,19 @@ def test_fit_vae_with_conv_arch_or_learned_prior_then_sample(tmp_path, flags):
     assert main(["sample", str(out), "--num", "5", "--out", str(npy)]) == 0
     arr = np.load(npy)
     assert arr.shape == (5, 8, 8) and arr.min() >= 0 and arr.max() <= 1
+
+
+def test_the_runs_k_reaches_the_conditional_evaluation(tmp_path, monkeypatch):
+    import pyro_gen.families.conditional as conditional
+
+    seen = []
+    real = conditional._likelihood_metrics
+
+    def spy(model, x, d, seed, k):
+        seen.append(k)
+        return real(model, x, d, seed, k)
+
+    monkeypatch.setattr(conditional, "_likelihood_metrics", spy)
+    out = tmp_path / "cvae"
+    assert main(["fit", "cvae", *TINY, "--k", "7", "--out", str(out)]) == 0
+    assert seen == [7] and json.loads((out / "metrics.json").read_text())["k"] == 7

@@ -296,7 +296,13 @@ def evaluation_step(
     split = dataclasses.replace(data, test=data.test[:n], test_labels=labels)
     if family.evaluate is not None:
         say(f"evaluating {n} test points with the {family.name} family's own evaluation")
-        metrics = dict(family.evaluate(model, split, plan.model, seed))
+        import inspect
+
+        # a hook that takes ``k`` (importance samples) is given the run's --k
+        extra = {"k": k} if "k" in inspect.signature(family.evaluate).parameters else {}
+        metrics = dict(family.evaluate(model, split, plan.model, seed, **extra))
+        if extra:
+            metrics.setdefault("k", k)
         metrics.update(eval_points=n, eval_seed=seed, eval_seconds=time.perf_counter() - started)
         return metrics
     guide = family.guide(model, plan.model) if family.guide is not None else None
