@@ -46,7 +46,8 @@ class ModelFamily:
     * ``budget(data) -> dict``: ``{"epochs": E}`` or ``{"steps": S}`` when the user gives
       neither (default: 10 epochs).
     * ``threads(data) -> int | None``: torch threads while training unless given.
-    * ``prepare(data, config) -> DataSplit``: the split the family trains on (e.g. grey levels).
+    * ``prepare(data, config, spec, seed) -> DataSplit``: the split the family trains on (e.g.
+      grey levels, or a label column appended); ``spec`` is the ``--data`` string, ``seed`` the run's.
     * ``guide(model, config)``: the guide to pair with the model (default: ``model.guide``).
     * ``train(model, data, config, train_config, given, *, checkpoint, resume, callbacks, ...)
       -> FitResult``: the ``custom`` trainer; ``given`` is the set of training settings the
@@ -55,7 +56,8 @@ class ModelFamily:
     * ``honours(config) -> (set | None, why)``: the training settings this configuration can
       use (None: all) and what limits them (e.g. ``"--method em"``); others given by the user
       are refused before anything is written.
-    * ``evaluate(model, data, config, seed) -> dict``: metrics beyond :func:`pyro_gen.evaluate`.
+    * ``evaluate(model, data, config, seed[, k]) -> dict``: metrics beyond :func:`pyro_gen.evaluate`
+      (a hook with a ``k`` parameter gets the run's importance samples).
     * ``monitor(model, data, config, seed) -> dict``: numbers logged during training at each
       held-out evaluation (e.g. a GAN's mode coverage).
     * ``load(run_dir, config, data) -> model``: rebuild a trained model (default: ``build``
