@@ -398,17 +398,24 @@ def write_user_report(results: list[dict], refused: dict[str, str], out: str | P
     return path
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``pyro-gen compare estimators`` from parsed flags; print the table and report path; return 0."""
+def user_comparison_data(args: argparse.Namespace, target: str) -> DataSplit:
+    """Check ``--model`` and ``--threads`` of ``pyro-gen compare TARGET``, set the torch threads,
+    quiet Pyro's plate-nesting notes and return the ``--data`` split (binarized as asked)."""
     from ..data import load_data
 
-    require_model(args, "estimators")
+    require_model(args, target)
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     logging.getLogger("pyro").setLevel(logging.WARNING)  # Pyro's "Guessed max_plate_nesting" lines
     binarize = None if args.binarize == "none" else args.binarize
-    data = load_data(args.data, binarize=binarize, seed=args.seed)
+    return load_data(args.data, binarize=binarize, seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``pyro-gen compare estimators`` from parsed flags; print the table and report path; return 0."""
+
+    data = user_comparison_data(args, "estimators")
     strict = args.estimators is not None
     spec = args.estimators if strict else DEFAULT_USER_ESTIMATORS
     results, refused = compare_user_estimators(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import logging
 import math
 import time
 import warnings
@@ -33,7 +32,7 @@ import pyro.poutine as poutine
 import torch
 
 from ..data import DataSplit
-from .arguments import USER_GUIDES, require_model, split_names
+from .arguments import USER_GUIDES, split_names
 
 GUIDE_NAMES = {
     "normal": "AutoNormal",
@@ -357,15 +356,10 @@ def write_inference_report(result: dict[str, Any], out: str | Path, config: dict
 
 def run(args: argparse.Namespace) -> int:
     """Run ``pyro-gen compare inference`` from parsed flags; print the table and report path; return 0."""
-    from ..data import load_data
 
-    require_model(args, "inference")
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
-    logging.getLogger("pyro").setLevel(logging.WARNING)  # Pyro's "Guessed max_plate_nesting" lines
-    binarize = None if args.binarize == "none" else args.binarize
-    data = load_data(args.data, binarize=binarize, seed=args.seed)
+    from .estimators import user_comparison_data
+
+    data = user_comparison_data(args, "inference")
     guides = split_names(args.guides, "--guides")
     result = compare_inference(
         args.model,
