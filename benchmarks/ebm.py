@@ -81,17 +81,19 @@ MODE_OPTIONS = {
         "lr": 3e-3,
         "lr_schedule": "cosine",
     },
-    # ten noise levels from 1 to 0.01 (Song & Ermon 2019), annealed Langevin sampling
+    # twelve noise levels from 3 (about the data's diameter) to 0.01 (Song & Ermon 2019),
+    # annealed Langevin sampling: 2,000 steps from 0.1 to 1e-4, one block per level
     "dsm": {
         "options": {
             "method": "dsm",
             "sigma": 0.01,
-            "sigma_max": 1.0,
-            "num_sigmas": 10,
-            "sample_steps": 1000,
-            "sample_step_min": 1e-5,
+            "sigma_max": 3.0,
+            "num_sigmas": 12,
+            "sample_steps": 2000,
+            "sample_step": 0.1,
+            "sample_step_min": 1e-4,
         },
-        "epochs": 200,
+        "epochs": 1200,
         "lr": 3e-3,
         "lr_schedule": "cosine",
     },
