@@ -49,10 +49,24 @@ METHOD_OPTIONS = {
     "dsm": {"options": {"method": "dsm", "sigma": 0.05}, "epochs": 80, "lr": 3e-3, "lr_schedule": "cosine"},
     "ssm": {"options": {"method": "ssm"}, "epochs": 60, "lr": 3e-3, "lr_schedule": "cosine"},
     "nce": {"options": {"method": "nce"}, "epochs": 80, "lr": 5e-3, "lr_schedule": "cosine"},
+    # the earlier default noise: a 16-component Gaussian mixture
+    "nce-gmm": {
+        "options": {"method": "nce", "noise": "gmm"},
+        "epochs": 80,
+        "lr": 5e-3,
+        "lr_schedule": "cosine",
+    },
     # a longer PCD run with a weaker regularizer and SGLD steps decaying within each training step
     "pcd-long": {
         "options": {"method": "pcd", "alpha": 0.01, "sgld_steps": 40, "sgld_step_min": 1e-4},
         "epochs": 150,
+        "lr": 3e-3,
+        "lr_schedule": "cosine",
+    },
+    # the ring and grid's multi-noise DSM (twelve levels from 3 to 0.01) on moons
+    "dsm-multi": {
+        "options": {"method": "dsm", "sigma": 0.01, "sigma_max": 3.0, "num_sigmas": 12},
+        "epochs": 80,
         "lr": 3e-3,
         "lr_schedule": "cosine",
     },
@@ -349,7 +363,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", default="moons,ring,grid,digits")
     p.add_argument(
-        "--methods", default="pcd,dsm,ssm,nce", help="EBM methods on moons (also pcd-long, dsm-long)"
+        "--methods",
+        default="pcd,dsm,ssm,nce",
+        help="EBM methods on moons (also pcd-long, dsm-long, dsm-multi, nce-gmm)",
     )
     p.add_argument("--mode-methods", default="pcd,dsm", help="EBM methods on ring and grid")
     p.add_argument("--digits-epochs", type=float, default=100.0)

@@ -125,3 +125,16 @@ def test_multi_noise_dsm_fits_samples_and_reloads_its_noise_conditional_energy(t
     assert main([*bad, "--steps", "1", "--out", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err
     assert "--sigma-max (0.05) must exceed --sigma (0.1)" in err and "\n" not in err.strip()
+
+
+def test_nce_noise_defaults_to_a_flow_on_vectors_and_a_mixture_on_images():
+    from pyro_gen.data import load_data
+    from pyro_gen.families.ebm import EBMConfig, build_ebm
+    from pyro_gen.models.ebm import MixtureNoise
+
+    cfg = EBMConfig(method="nce")
+    assert cfg.noise == "auto"
+    vectors = build_ebm(load_data("moons"), cfg, fit_noise=False)
+    assert not isinstance(vectors.noise, MixtureNoise) and hasattr(vectors.noise, "log_prob")
+    images = build_ebm(load_data("digits"), cfg, fit_noise=False)
+    assert isinstance(images.noise, MixtureNoise)

@@ -69,7 +69,12 @@ class EBMConfig:
         1, "dsm: noise levels (Song & Ermon 2019: noise-conditional energy, annealed sampling); 1: one level"
     )
     projections: int = setting(1, "ssm: random projections per point")
-    noise: str = setting("gmm", "nce: noise distribution fitted first", choices=("gmm", "flow"))
+    noise: str = setting(
+        "auto",
+        "nce: noise distribution fitted first: flow (spline flow), gmm (Gaussian mixture), "
+        "auto (flow for vectors, gmm for images)",
+        choices=("auto", "gmm", "flow"),
+    )
     noise_components: int = setting(16, "nce: Gaussian-mixture noise components")
     noise_ratio: int = setting(4, "nce: noise points per data point (nu)")
     noise_epochs: float = setting(20.0, "nce with --noise flow: epochs the spline-flow noise trains")
@@ -168,6 +173,13 @@ def _standardization(data, levels):
     return x.mean(0).float(), x.std(0).clamp_min(1e-3).float()
 
 
+def _noise_kind(data, cfg: EBMConfig) -> str:
+    """Return the NCE noise to fit: ``--noise``, with ``auto`` a flow on vectors and a mixture on images."""
+    if cfg.noise != "auto":
+        return cfg.noise
+    return "gmm" if data.is_image else "flow"
+
+
 def _fit_noise(data, cfg: EBMConfig, levels, seed: int):
     """Return the NCE noise fitted to the training data: a Gaussian mixture or a spline flow."""
     import torch
@@ -175,14 +187,15 @@ def _fit_noise(data, cfg: EBMConfig, levels, seed: int):
     from ..models.ebm import MixtureNoise
 
     x = data.train.double()
-    if cfg.noise == "gmm" and cfg.noise_components > x.shape[0]:
+    kind = _noise_kind(data, cfg)
+    if kind == "gmm" and cfg.noise_components > x.shape[0]:
         raise ValueError(
             f"--noise-components {cfg.noise_components} exceeds the {x.shape[0]} training points"
         )
     if levels is not None:
         gen = torch.Generator().manual_seed(seed)
         x = (torch.round(x * (levels - 1)) + torch.rand(x.shape, generator=gen, dtype=torch.float64)) / levels
-    if cfg.noise == "gmm":
+    if kind == "gmm":
         from sklearn.mixture import GaussianMixture
 
         cov = "full" if data.dim <= 64 else "diag"
@@ -218,7 +231,7 @@ def _noise_placeholder(data, cfg: EBMConfig):
     from ..models.ebm import MixtureNoise
     from .flow import FlowConfig, build_flow
 
-    if cfg.noise == "gmm":
+    if _noise_kind(data, cfg) == "gmm":
         return MixtureNoise.placeholder(cfg.noise_components, data.dim)
     return build_flow(data, FlowConfig(depth=4, hidden="64,64"))
 
