@@ -177,7 +177,7 @@ def compare_families(
     from ..evaluation.probe import probe_split
     from ..evaluation.samples import feature_classifier_for, frechet_distance
     from ..registry import families as registered
-    from ..report import write_json
+    from ..report import write_comparison_index, write_json
     from ..report.estimators import plot_metric_vs_seconds, write_markdown
     from ..report.families import plot_family_metrics, sample_grids_side_by_side
     from ..runs import load_run, run_fit
@@ -304,6 +304,7 @@ def compare_families(
                 )
             )
         )
+    files.append(str(write_comparison_index(out)))  # the page links every family's run folder
     return {"rows": rows, "skipped": skipped, "floor": floor, "files": files}
 
 

@@ -127,3 +127,5 @@ def test_compare_families_smoke(tmp_path):
         assert c["ms_per_step"] == pytest.approx(1000 * c["train_seconds"] / c["steps"])
     assert res["skipped"] == {"nonexistent": "not registered"}
     assert (tmp_path / "families.md").exists() and (tmp_path / "samples.png").exists()
+    page = (tmp_path / "index.html").read_text()
+    assert 'href="made/index.html"' in page and (tmp_path / "made" / "index.html").is_file()
