@@ -70,7 +70,9 @@ class TrainConfig:
     Give ``epochs`` (passes over the training data) or ``steps`` (optimizer updates), not
     both; with neither, the model family's budget applies (10 epochs for a family without
     one). ``lr`` is in the optimizer's units; ``warmup_steps`` ramps it linearly from
-    ``lr / warmup_steps``; ``clip_norm`` clips the global gradient L2 norm.
+    ``lr / warmup_steps``; ``clip_norm`` clips the global gradient L2 norm. ``validation``
+    holds out the last N training rows for the evaluations during training; ``early_stopping``
+    (evaluations without improvement) stops there and keeps the best state.
     """
 
     epochs: float | None = setting(None, "passes over the training data")
@@ -103,6 +105,16 @@ class TrainConfig:
     )
     log_every: int | None = setting(None, "steps between history rows (default: one epoch)")
     eval_every: int | None = setting(None, "steps between held-out evaluations (default: log_every)")
+    validation: int | None = setting(
+        None,
+        "hold out the last N training rows as the set evaluated during training "
+        "(the test set is then used only by the final evaluation)",
+    )
+    early_stopping: int | None = setting(
+        None,
+        "stop when the held-out metric has not improved for this many evaluations and keep "
+        "the best state (needs --validation)",
+    )
     checkpoint_every: int | None = setting(
         None, "steps between checkpoints (default: one epoch in a run folder)"
     )
@@ -116,10 +128,16 @@ class TrainConfig:
         if self.epochs is not None and self.steps is not None:
             raise ValueError("give at most one of epochs and steps")
         positive = ("epochs", "steps", "batch_size", "lr", "log_every", "eval_every", "checkpoint_every")
+        positive = (*positive, "validation", "early_stopping")
         for name in (*positive, "sync_every", "threads", "clip_norm"):
             v = getattr(self, name)
             if v is not None and not (v > 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be positive, got {v}")
+        if self.early_stopping is not None and self.validation is None:
+            raise ValueError(
+                "--early-stopping needs a held-out set during training: give --validation N "
+                "(the test set is not used to choose the model)"
+            )
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not (self.divergence_factor >= 0 and math.isfinite(self.divergence_factor)):

@@ -171,8 +171,12 @@ def restore_weights(model, state: dict, path) -> None:
 
     The module weights go into ``model`` when it is an ``nn.Module`` (then switched to eval
     mode); a checkpoint for another architecture raises one ``ValueError`` naming ``path``.
+    A checkpoint of an early-stopping run gives its best state (``state["best"]``).
     """
     import pyro
+
+    if state.get("best") is not None:
+        state = state["best"]
 
     if state["module_state"] is not None and isinstance(model, torch.nn.Module):
         try:

@@ -15,6 +15,7 @@ and hand each one to :meth:`StepContext.update`; return the numbers to log.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import deque
@@ -299,6 +300,14 @@ class _Engine:
         self.objective, self.config, self.transform = objective, config, transform
         self.callbacks, self.row_callbacks = list(callbacks), list(row_callbacks)
         data = as_data_tensor(data, "data")
+        if config.validation is not None:
+            # the last rows of the training set are the held-out set while training
+            if config.validation >= data.shape[0]:
+                raise ValueError(
+                    f"--validation {config.validation} leaves no training rows "
+                    f"(the training set has {data.shape[0]})"
+                )
+            data, test_data = data[: -config.validation], data[-config.validation :]
         objective.check_data(data if transform is None else transform(data[:256]), "data")
         if test_data is not None:
             test_data = as_data_tensor(test_data, "test_data")
@@ -361,6 +370,12 @@ class _Engine:
         self.watch = LossWatch(config.divergence_factor)
         self.pending_from = 0
         self.last_idx = torch.empty(0, dtype=torch.long)
+        # early stopping: best held-out value, its step, evaluations since, and the best state
+        self.best_value: float | None = None
+        self.best_step: int | None = None
+        self.bad_evals = 0
+        self.stopped = False
+        self.best_state: dict[str, Any] | None = None
 
     # -- data ---------------------------------------------------------------------------
     def _order(self, epoch: int) -> torch.Tensor:
@@ -498,7 +513,14 @@ class _Engine:
                 "sums": {k: float(v) for k, v in self.sums.items()},
                 "count": self.count,
                 "loss_watch": self.watch.state_dict(),
+                "early_stopping": {
+                    "best_value": self.best_value,
+                    "best_step": self.best_step,
+                    "bad_evals": self.bad_evals,
+                    "stopped": self.stopped,
+                },
             },
+            "best": self.best_state,
             "history": self.history,
             "seconds": self.clock.seconds,
             "cpu_seconds": self.clock.cpu,
@@ -536,6 +558,10 @@ class _Engine:
         self.pos = loop["global_pos"] // self.world
         self.sums, self.count = dict(loop["sums"]), loop["count"]
         self.watch.load_state_dict(loop.get("loss_watch", {}))
+        early = loop.get("early_stopping") or {}
+        self.best_value, self.best_step = early.get("best_value"), early.get("best_step")
+        self.bad_evals, self.stopped = int(early.get("bad_evals", 0)), bool(early.get("stopped", False))
+        self.best_state = state.get("best")
         if loop.get("world", 1) != self.world or self.dist_on:
             # another world size (or several ranks sharing one saved RNG state): give each
             # rank its own stream, derived from the seed and the step
@@ -543,7 +569,7 @@ class _Engine:
         self.history = list(state["history"])
         self.clock = _Clock(float(state["seconds"]), float(state["cpu_seconds"]))
         self.eval_seconds = float(state["eval_seconds"])
-        if self.step >= self.total_steps:
+        if self.step >= self.total_steps and not self.stopped:
             raise ValueError(
                 f"checkpoint {path} is already at step {self.step} >= the {self.total_steps} requested"
             )
@@ -589,6 +615,47 @@ class _Engine:
             for m in mods:
                 m.train()
 
+    def _snapshot(self) -> dict[str, Any]:
+        """Return a copy of the weights, the objective's state and the loader's module state."""
+        objective = self.objective.state_dict()
+        return copy.deepcopy(
+            {
+                "modules": {k: m.state_dict() for k, m in self.objective.modules().items()},
+                "objective": objective,
+                "module_state": self.objective.checkpoint_module_state(),
+                "param_store": objective.get("param_store", {"params": {}, "constraints": {}}),
+                "step": self.step,
+            }
+        )
+
+    def _early_stop_due(self, row: dict) -> bool:
+        """Record the held-out metric of ``row``; return True when patience has run out."""
+        if "test_elbo" in row:
+            value, sign = row["test_elbo"], 1.0  # nats per point, higher is better
+        elif "test_loss" in row:
+            value, sign = row["test_loss"], -1.0
+        else:
+            raise ValueError(
+                f"--early-stopping: the {self.objective.kind} trainer's held-out evaluation gives "
+                "neither test_elbo nor test_loss"
+            )
+        value = float(value)
+        if self.best_value is None or sign * value > sign * self.best_value:
+            self.best_value, self.best_step, self.bad_evals = value, self.step, 0
+            self.best_state = self._snapshot()
+        else:
+            self.bad_evals += 1
+        row["best_step"] = self.best_step
+        return self.bad_evals >= int(self.config.early_stopping)
+
+    def _load_best(self) -> None:
+        best = self.best_state
+        if best is None:
+            return
+        for k, m in self.objective.modules().items():
+            m.load_state_dict(best["modules"][k])
+        self.objective.load_state_dict(copy.deepcopy(best["objective"]))
+
     def run(self, progress: bool | None) -> FitResult:
         obj, cfg = self.objective, self.config
         if cfg.seed is not None:
@@ -619,7 +686,7 @@ class _Engine:
             leave=False,
         )
         try:
-            while self.step < self.total_steps:
+            while self.step < self.total_steps and not self.stopped:
                 self.clock.start()
                 try:
                     logs = obj.step(self.ctx)
@@ -661,11 +728,15 @@ class _Engine:
                     row = self._row()
                     if self.test_data is not None and (self.step % self.eval_every == 0 or last):
                         row.update(self._timed_out_of_training(self._evaluate))
+                        if cfg.early_stopping is not None and self._early_stop_due(row):
+                            self.stopped = True
+                            # the checkpoint keeps the stopped state with this row
+                            ckpt_due = self.ckpt_path is not None and self.rank == 0
                     row["seconds"] = self.clock.seconds
                     row["cpu_seconds"] = self.clock.cpu
                     row["eval_seconds"] = self.eval_seconds
                     partial = self.step % self.log_every != 0
-                    if ckpt_due and partial:
+                    if ckpt_due and partial and not self.stopped:
                         # a row that only a shorter budget logs: the checkpoint keeps the state
                         # before it, so a resumed run logs exactly what an uninterrupted one does
                         self._save_before_row(row)
@@ -680,6 +751,8 @@ class _Engine:
             bar.close()
             torch.set_num_threads(saved_threads)
         obj.finish()
+        if cfg.early_stopping is not None:
+            self._load_best()  # the final evaluation and the returned model use the best state
         for m in obj.modules().values():
             m.eval()
         dev = self.data.device

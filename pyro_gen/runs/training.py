@@ -46,7 +46,7 @@ def with_budget(plan: RunPlan, data) -> TrainConfig:
     if train.threads is None and plan.family.threads is not None:
         train = dataclasses.replace(train, threads=plan.family.threads(data))
     if train.checkpoint_every is None:
-        n = data.train.shape[0]
+        n = _training_rows(train, data)
         train = dataclasses.replace(train, checkpoint_every=max(1, n // min(train.batch_size, n)))
     return train
 
@@ -127,6 +127,11 @@ def train_plan(
     return family.train(model, data, plan.model, train, plan.given, **common)
 
 
+def _training_rows(train: TrainConfig, data) -> int:
+    """Return the rows the engine trains on: the training set less the ``--validation`` rows."""
+    return max(1, int(data.train.shape[0]) - (train.validation or 0))
+
+
 def _requested_steps(train: TrainConfig, data) -> int:
     """Return the optimizer steps the engine will train to for ``train`` on ``data`` (as it counts them)."""
     import torch.distributed as dist
@@ -134,7 +139,7 @@ def _requested_steps(train: TrainConfig, data) -> int:
     from ..inference.engine import total_steps_for
 
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    n_local = max(1, int(data.train.shape[0]) // world)
+    n_local = max(1, _training_rows(train, data) // world)
     per_epoch = max(1, n_local // min(train.batch_size, n_local))
     return total_steps_for(train.epochs, train.steps, per_epoch)
 
@@ -180,7 +185,7 @@ def result_from_checkpoint(
     written = read_history(ckpt.parent / HISTORY)
     if written and written[-1].get("step") == loop["step"] and len(written) >= len(history):
         history = written  # with the final row a checkpoint keeps out when it ends between log rows
-    n_local = max(1, int(data.train.shape[0]))
+    n_local = max(1, _training_rows(train, data))
     per_epoch = max(1, n_local // min(train.batch_size, n_local))
     return FitResult(
         model=model,
