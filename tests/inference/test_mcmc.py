@@ -151,13 +151,16 @@ def test_nuts_converges_on_small_mixture():
     """Two chains of NUTS on a 2-component 1-D mixture: R-hat < 1.01 and means near the truth."""
     x, gmm, init, m0 = _small_problem(100)
     res = fit_nuts(
-        gmm, x, num_samples=300, warmup_steps=200, num_chains=2, init=init, reference_locs=m0, progress=False
+        gmm, x, num_samples=800, warmup_steps=300, num_chains=2, init=init, reference_locs=m0, progress=False
     )
     assert res.params["max_rhat"] < 1.01
     assert res.params["divergences"] == 0
     mean = res.params["posterior_mean"]
-    assert torch.allclose(mean.locs, TRUE_LOCS.double(), atol=0.2)
-    assert torch.allclose(mean.covariances.reshape(2).sqrt(), TRUE_SCALES.double(), atol=0.15)
+    # the components are identified up to a permutation: put both in the order of their means
+    order, true_order = mean.locs.reshape(2).argsort(), TRUE_LOCS.reshape(2).argsort()
+    assert torch.allclose(mean.locs.reshape(2)[order], TRUE_LOCS.reshape(2).double()[true_order], atol=0.2)
+    scales = mean.covariances.reshape(2).sqrt()[order]
+    assert torch.allclose(scales, TRUE_SCALES.reshape(2).double()[true_order], atol=0.15)
 
 
 def test_short_chains_warn_and_the_checks_follow_their_stated_rules():
