@@ -128,7 +128,7 @@ class Tracker:
         self.seen: dict[str, set[int]] = {}
         self.recorders: list[Any] = []
         self._recorded = 0
-        self.logged = 0  # values written by this session (numbers, texts and images)
+        self.logged = 0  # values written by this tracker since it opened (numbers, texts and images)
 
     # -- what the run feeds ------------------------------------------------------------
 
