@@ -38,7 +38,14 @@ from pathlib import Path
 import torch
 
 from pyro_gen.data import load_data
-from pyro_gen.experiments.collapse import HEADERS, compare_collapse, parse_remedies, table_rows, write_report
+from pyro_gen.experiments.collapse import (
+    HEADERS,
+    compare_collapse,
+    parse_remedies,
+    table_rows,
+    training_settings,
+    write_report,
+)
 from pyro_gen.report.files import markdown_table, to_jsonable
 
 # He, Spokoyny, Neubig & Berg-Kirkpatrick (2019), "Lagging inference networks": figures by
@@ -115,20 +122,7 @@ def main() -> None:
             continue
         t0 = time.time()
         load = os.getloadavg()[0]
-        (res,) = compare_collapse(
-            data,
-            [(name, settings)],
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            latent_dim=args.latent_dim,
-            hidden=hidden,
-            decoder_hidden=decoder_hidden,
-            k=args.k,
-            eval_points=args.eval_points,
-            seed=args.seed,
-            progress=not args.no_progress,
-        )
+        (res,) = compare_collapse(data, [(name, settings)], **training_settings(args))
         res["wall_seconds"] = time.time() - t0
         res["load_before"], res["load_after"] = load, os.getloadavg()[0]
         rows[name] = res

@@ -345,6 +345,23 @@ def write_report(results: Sequence[dict[str, Any]], out: str | Path, config: dic
     return path
 
 
+def training_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the keyword arguments of :func:`compare_collapse` that ``collapse_arguments`` flags
+    give (budget, optimizer, network widths, evaluation, seed, progress)."""
+    return {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "latent_dim": args.latent_dim,
+        "hidden": _widths(args.hidden, "hidden"),
+        "decoder_hidden": _widths(args.decoder_hidden, "decoder_hidden"),
+        "k": args.k,
+        "eval_points": args.eval_points,
+        "seed": args.seed,
+        "progress": not args.no_progress,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``pyro-gen compare collapse`` from parsed flags; print the table and the report path; return 0."""
     import torch
@@ -368,20 +385,7 @@ def run(args: argparse.Namespace) -> int:
     total = max(1, int(round(args.epochs * max(1, n // min(args.batch_size, n)))))
     remedies = parse_remedies(args.remedies, total)
     torch.set_num_threads(args.threads)
-    results = compare_collapse(
-        data,
-        remedies,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        latent_dim=args.latent_dim,
-        hidden=hidden,
-        decoder_hidden=decoder_hidden,
-        k=args.k,
-        eval_points=args.eval_points,
-        seed=args.seed,
-        progress=not args.no_progress,
-    )
+    results = compare_collapse(data, remedies, **training_settings(args))
     config = {
         "data": args.data,
         "binarize": args.binarize,
