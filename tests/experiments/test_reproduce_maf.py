@@ -32,6 +32,8 @@ def test_settings_per_budget_follow_the_papers_architecture():
     train = paper["train"]
     assert (train["batch_size"], train["lr"], train["optimizer"]) == (100, 1e-4, "adam")
     assert train["epochs"] == PAPER_EPOCHS and train["lr_schedule"] == "constant"
+    # the paper's protocol: the last 10,000 training images stop the training (patience 30)
+    assert (train["validation"], train["early_stopping"]) == (10_000, 30)
     assert paper["run"]["eval_points"] is None and paper["trainer"] == {}
     assert REP.row("maf10").settings("paper")["model"]["depth"] == 10
     nvp = REP.row("realnvp5").settings("paper")["model"]
