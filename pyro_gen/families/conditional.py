@@ -5,11 +5,15 @@ Both need a labelled data set (digits, MNIST). Their ``prepare`` hook appends th
 last column of every data point (:func:`~pyro_gen.models.conditional.with_labels`; for M2
 ``-1`` marks an unlabelled point), so the engine's one tensor per minibatch carries it; a
 batch transform such as dynamic binarization acts on the pixels only. M2 keeps ``--labels``
-training labels, balanced over the classes and chosen with the run's seed, and repeats each
-labelled point so labelled rows make up about ``--labelled-share`` of the training tensor
-(weighted by one over the repeats: the objective is unchanged, every minibatch holds some).
-Its test set is unlabelled: the evaluation reports log p(x) (importance sampling over y and z)
-and the test accuracy of q(y | x).
+training labels, balanced over the classes and chosen with the run's seed, and either repeats
+each labelled point so labelled rows make up about ``--labelled-share`` of the training tensor
+(weighted by one over the repeats: the objective is unchanged, every minibatch holds some) or,
+with ``--labelled-batch B``, trains on the unlabelled points and appends B labelled rows
+(drawn without replacement, all of them when B equals ``--labels``) to every minibatch
+(balanced minibatches). Its test set is unlabelled: the evaluation reports log p(x)
+(importance sampling over y and z) and the test accuracy of q(y | x); ``--holdout H`` puts
+the last H training images (with their labels) in the test set's place, to choose settings
+without the test set.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ ARCHS = ("mlp", "conv")
 CONDITIONAL_BUDGETS = {"smoke": {"steps": 3}, "quick": {"epochs": 20}, "full": {"epochs": 150}}
 #: importance samples per test point of the families' own evaluation
 EVAL_K = 5000
+#: M2's share of labelled rows in the training tensor when --labelled-share is not given
+DEFAULT_LABELLED_SHARE = 0.1
 
 
 @dataclass
@@ -59,8 +65,25 @@ class M2Config(CVAEConfig):
     alpha: float = setting(
         0.1, "classifier weight as a fraction of N: alpha N on the mean log q(y|x) of labelled points"
     )
-    labelled_share: float = setting(
-        0.1, "labelled points are repeated to make up about this share of each epoch (objective unchanged)"
+    labelled_share: float | None = setting(
+        None,
+        "labelled points are repeated to make up about this share of each epoch (objective "
+        f"unchanged; default {DEFAULT_LABELLED_SHARE}; not with --labelled-batch)",
+    )
+    labelled_batch: int = setting(
+        0,
+        "balanced minibatches: labelled rows added to every step's --batch-size unlabelled rows, "
+        "weighted --labels / B (0: repeat the labelled rows instead, see --labelled-share)",
+    )
+    labelled_elbo_weight: float = setting(
+        1.0,
+        "weight G of the labelled points' L(x, y) + log p(y) (1: the paper's objective; about "
+        "N_u / N_l weighs a labelled row like an unlabelled one)",
+    )
+    holdout: int = setting(
+        0,
+        "evaluate on the last H training images (labels kept, not trained on) instead of the "
+        "test set, to choose settings without it",
     )
 
     def __post_init__(self) -> None:
@@ -68,8 +91,21 @@ class M2Config(CVAEConfig):
         require_positive(self, "labels")
         if not self.alpha >= 0:
             raise ValueError(f"--alpha must be non-negative, got {self.alpha}")
-        if not 0 < self.labelled_share < 1:
+        if self.labelled_share is not None and not 0 < self.labelled_share < 1:
             raise ValueError(f"--labelled-share must be in (0, 1), got {self.labelled_share}")
+        if self.labelled_batch < 0 or self.holdout < 0:
+            raise ValueError(
+                "--labelled-batch and --holdout must be non-negative, got "
+                f"{self.labelled_batch}, {self.holdout}"
+            )
+        if self.labelled_batch and self.labelled_share is not None:
+            raise ValueError("give --labelled-share (repeated labelled rows) or --labelled-batch, not both")
+        if self.labelled_batch > self.labels:
+            raise ValueError(
+                f"--labelled-batch {self.labelled_batch} exceeds the {self.labels} labelled points (--labels)"
+            )
+        if not (self.labelled_elbo_weight > 0 and math.isfinite(self.labelled_elbo_weight)):
+            raise ValueError(f"--labelled-elbo-weight must be positive, got {self.labelled_elbo_weight}")
 
 
 # --------------------------------------------------------------------------- data
@@ -137,35 +173,92 @@ def prepare_cvae(data, cfg: CVAEConfig, spec: str = "", seed: int = 0):
     )
 
 
+def _with_labelled_rows(transform, labelled, num: int, dim: int):
+    """Return a batch transform that appends ``num`` rows of ``labelled`` (drawn without replacement
+    with the global torch RNG; all of them, in order, when ``num`` is their number) to each
+    minibatch, then applies ``transform`` to the pixels of every row."""
+    pixels = _pixels_only(transform, dim)
+
+    def apply(batch):
+        import torch
+
+        rows = labelled if num >= labelled.shape[0] else labelled[torch.randperm(labelled.shape[0])[:num]]
+        both = torch.cat([batch, rows.to(device=batch.device, dtype=batch.dtype)])
+        return pixels(both) if pixels is not None else both
+
+    return apply
+
+
+def _hold_out(data, num: int, seed: int):
+    """Return ``data`` whose test split is its last ``num`` training images (labels kept; put through
+    the batch transform once with ``seed``, as the test set is binarized once) and whose training
+    split is the rest."""
+    import torch
+
+    n = int(data.train.shape[0])
+    if num >= n:
+        raise ValueError(f"--holdout {num} leaves no training images (the training set has {n})")
+    held = data.train[n - num :]
+    if data.batch_transform is not None:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            held = data.batch_transform(held)
+    return dataclasses.replace(
+        data,
+        train=data.train[: n - num],
+        train_labels=data.train_labels[: n - num],
+        test=held,
+        test_labels=data.train_labels[n - num :],
+    )
+
+
 def prepare_m2(data, cfg: M2Config, spec: str = "", seed: int = 0):
     """Return the M2 training split: ``--labels`` balanced labelled points (label column), the rest
-    ``-1``, the labelled rows repeated to about ``--labelled-share``; the test set unlabelled.
+    ``-1``; the labelled rows repeated to about ``--labelled-share`` or, with ``--labelled-batch``,
+    kept apart and appended to every minibatch by the batch transform; the test set (or, with
+    ``--holdout``, the held-out training images) unlabelled.
 
-    ``info["m2"]`` records ``labelled_indices``, ``repeat`` (r) and ``num_train`` (N).
+    ``info["m2"]`` records ``labelled_indices``, ``repeat`` (r), ``num_train`` (N, labelled
+    included), ``labelled_batch`` and ``holdout``.
     """
     import torch
 
     from ..models.conditional import UNLABELLED, with_labels
 
     _require_labels(data, "m2")
+    if cfg.holdout:
+        data = _hold_out(data, cfg.holdout, seed)
     n = int(data.train.shape[0])
     idx = balanced_labelled_indices(data.train_labels, cfg.labels, seed)
     column = torch.full((n,), UNLABELLED, dtype=torch.long)
     column[idx] = data.train_labels[idx].long()
     unlabelled = n - idx.numel()
-    share = cfg.labelled_share
-    repeat = max(1, round(share * unlabelled / ((1 - share) * idx.numel()))) if unlabelled else 1
     train = with_labels(data.train, column)
-    if repeat > 1:
-        train = torch.cat([train, train[idx].repeat(repeat - 1, 1)])
+    repeat = 1
+    transform = _pixels_only(data.batch_transform, data.dim)
+    if cfg.labelled_batch:
+        if not unlabelled:
+            raise ValueError("--labelled-batch needs unlabelled training points; every point is labelled")
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[idx] = False
+        transform = _with_labelled_rows(data.batch_transform, train[idx], cfg.labelled_batch, data.dim)
+        train = train[keep]
+    else:
+        share = DEFAULT_LABELLED_SHARE if cfg.labelled_share is None else cfg.labelled_share
+        if unlabelled:
+            repeat = max(1, round(share * unlabelled / ((1 - share) * idx.numel())))
+        if repeat > 1:
+            train = torch.cat([train, train[idx].repeat(repeat - 1, 1)])
     test = with_labels(data.test, torch.full((data.test.shape[0],), UNLABELLED, dtype=torch.long))
-    info = {**data.info, "m2": {"labelled_indices": idx.tolist(), "repeat": repeat, "num_train": n}}
+    split = {
+        "labelled_indices": idx.tolist(),
+        "repeat": repeat,
+        "num_train": n,
+        "labelled_batch": cfg.labelled_batch,
+        "holdout": cfg.holdout,
+    }
     return dataclasses.replace(
-        data,
-        train=train,
-        test=test,
-        batch_transform=_pixels_only(data.batch_transform, data.dim),
-        info=info,
+        data, train=train, test=test, batch_transform=transform, info={**data.info, "m2": split}
     )
 
 
@@ -213,8 +306,10 @@ def build_cvae(data, cfg: CVAEConfig):
 def build_m2(data, cfg: M2Config):
     """Return an untrained :class:`~pyro_gen.models.conditional.M2` for prepared ``data``.
 
-    Each labelled row weighs ``1 / r`` and its classifier term ``alpha N / N_l`` (N training
-    points, ``N_l = --labels``), the paper's ``alpha`` times the mean over labelled points.
+    Each labelled row weighs ``1 / r`` (with ``--labelled-batch``: the labelled minibatch is
+    scaled to the ``N_l`` labelled points) and its classifier term ``alpha N / N_l`` (N training
+    points, ``N_l = --labels``), the paper's ``alpha`` times the mean over labelled points; the
+    labelled points' ``L(x, y) + log p(y)`` is multiplied by ``--labelled-elbo-weight``.
     """
     from ..models.conditional import M2
 
@@ -227,6 +322,8 @@ def build_m2(data, cfg: M2Config):
         **_common(data, cfg),
         alpha_weight=cfg.alpha * num_train / cfg.labels,
         labelled_weight=1.0 / repeat,
+        labelled_elbo_weight=cfg.labelled_elbo_weight,
+        num_labelled=cfg.labels if cfg.labelled_batch else None,
     )
     model.init_output_bias(data.train[:, :d].mean(0))
     return model
@@ -276,6 +373,8 @@ def evaluate_m2(model, data, cfg: M2Config, seed: int = 0, k: int = EVAL_K) -> d
 
     d = data.test.shape[1] - 1
     out = {"test_accuracy": model.accuracy(data.test[:, :d], data.test_labels)}
+    if cfg.holdout:
+        out["evaluated_on"] = f"holdout: the last {cfg.holdout} training images"
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         elbo = TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=False)

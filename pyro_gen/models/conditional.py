@@ -21,7 +21,16 @@ minibatch are scored in plates of their own (``"labelled"`` and ``"data"``), eac
 the minibatch's ``N / B`` so the minibatch objective is an unbiased estimate of the full-data
 one; the labelled rows are further weighted by ``labelled_weight`` (``1 / r`` when each
 labelled point is repeated ``r`` times in the training tensor, so every minibatch holds some
-without changing the objective). Unlabelled data alone (the test set) lie entirely in the
+without changing the objective). With ``num_labelled`` set (balanced minibatches: every step
+draws its own minibatch of the ``num_labelled`` labelled points besides the unlabelled rows
+the engine draws), the labelled rows are scaled by ``num_labelled / B_l`` and the unlabelled
+ones by ``N / B_u`` instead (``N`` unlabelled training rows). ``labelled_elbo_weight`` ``G``
+multiplies the labelled points' ``L(x, y) + log p(y)`` (not the classifier term), so the
+objective is::
+
+    J = G sum_labelled (L(x, y) + log p(y)) + sum_unlabelled U(x) + alpha_weight sum_labelled log q(y | x)
+
+with ``G = 1`` the paper's. Unlabelled data alone (the test set) lie entirely in the
 ``"data"`` plate, so the importance-sampled evaluation of log p(x) applies unchanged.
 """
 
@@ -62,6 +71,15 @@ def _minibatch_scale(batch: torch.Tensor) -> float:
     if current is None or len(current[1]) != batch.shape[0]:
         return 1.0
     return current[0] / batch.shape[0]
+
+
+def _balanced_scales(num_labelled: int, num_lab: int, num_unlab: int) -> tuple[float, float]:
+    """Return ``(labelled, unlabelled)`` scales of a balanced minibatch inside a training step over
+    ``num_unlab`` of ``N`` unlabelled rows (``num_labelled / num_lab`` and ``N / num_unlab``), else 1, 1."""
+    current = current_minibatch()
+    if current is None or len(current[1]) != num_unlab:
+        return 1.0, 1.0
+    return num_labelled / max(num_lab, 1), current[0] / max(num_unlab, 1)
 
 
 class _LabelledVAE(nn.Module):
@@ -241,7 +259,10 @@ class M2(_LabelledVAE):
     conv stack and fully connected layers of a :class:`ConvEncoder`). ``alpha_weight``
     multiplies ``log q(y | x)`` of each labelled point (the paper's ``alpha`` divided by the
     number of labelled points); ``labelled_weight`` weights each labelled row (``1 / r`` for
-    rows repeated ``r`` times). Train it with ``TraceEnum_ELBO`` and
+    rows repeated ``r`` times); ``labelled_elbo_weight`` multiplies the labelled rows'
+    ``L(x, y) + log p(y)`` only; ``num_labelled`` (balanced minibatches) is the size of the
+    labelled set whose minibatch rides along with each step's unlabelled rows (see the module
+    docstring for the scales). Train it with ``TraceEnum_ELBO`` and
     ``config_enumerate(m2.guide)``: with any other ELBO the guide samples y instead.
     """
 
@@ -262,6 +283,8 @@ class M2(_LabelledVAE):
         *,
         alpha_weight: float = 1.0,
         labelled_weight: float = 1.0,
+        labelled_elbo_weight: float = 1.0,
+        num_labelled: int | None = None,
     ):
         super().__init__(
             input_dim,
@@ -275,11 +298,16 @@ class M2(_LabelledVAE):
             image_shape,
             conv_channels,
         )
-        if alpha_weight < 0 or labelled_weight <= 0:
+        if alpha_weight < 0 or labelled_weight <= 0 or labelled_elbo_weight <= 0:
             raise ValueError(
-                f"need alpha_weight >= 0 and labelled_weight > 0, got {alpha_weight}, {labelled_weight}"
+                "need alpha_weight >= 0, labelled_weight > 0 and labelled_elbo_weight > 0, got "
+                f"{alpha_weight}, {labelled_weight}, {labelled_elbo_weight}"
             )
+        if num_labelled is not None and num_labelled <= 0:
+            raise ValueError(f"num_labelled must be positive, got {num_labelled}")
         self.alpha_weight, self.labelled_weight = float(alpha_weight), float(labelled_weight)
+        self.labelled_elbo_weight = float(labelled_elbo_weight)
+        self.num_labelled = None if num_labelled is None else int(num_labelled)
         if arch == "conv":
             self.classifier_net = ConvEncoder(image_shape, 1, conv_channels, hidden, activation)
             # the conv features and a head to the class logits
@@ -303,43 +331,53 @@ class M2(_LabelledVAE):
         """Return p(y), uniform over the classes."""
         return dist.Categorical(logits=self.class_logits)
 
+    def _scales(self, lab: torch.Tensor, batch: torch.Tensor) -> tuple[float, float]:
+        """Return the ``(labelled, unlabelled)`` row scales of ``batch`` (``lab``: its labelled rows)."""
+        if self.num_labelled is None:
+            s = _minibatch_scale(batch)
+            return s * self.labelled_weight, s
+        n_lab = int(lab.sum())
+        s_lab, s_unlab = _balanced_scales(self.num_labelled, n_lab, batch.shape[0] - n_lab)
+        return s_lab * self.labelled_weight, s_unlab
+
     def model(self, batch: torch.Tensor) -> None:
         """Generative model p(x, y, z) of a batch; y observed where the label column is not -1."""
         x, labels = split_labels(batch)
         lab = labels >= 0
-        with poutine.scale(scale=_minibatch_scale(batch)):
-            if bool(lab.any()):
-                xl, yl = x[lab], labels[lab]
-                with poutine.scale(scale=self.labelled_weight), pyro.plate("labelled", xl.shape[0]):
+        s_lab, s_unlab = self._scales(lab, batch)
+        if bool(lab.any()):
+            xl, yl = x[lab], labels[lab]
+            with poutine.scale(scale=s_lab), pyro.plate("labelled", xl.shape[0]):
+                with poutine.scale(scale=self.labelled_elbo_weight):
                     z = pyro.sample("z_labelled", self.prior())
                     pyro.sample("y_labelled", self.class_prior(), obs=yl)
                     pyro.sample("x_labelled", self.likelihood_dist(z, self.one_hot(yl)), obs=xl)
-                    if self.alpha_weight > 0:
-                        log_q = dist.Categorical(logits=self.classifier_logits(xl)).log_prob(yl)
-                        pyro.factor("classifier", self.alpha_weight * log_q)
-            if not bool(lab.all()):
-                xu = x[~lab]
-                with pyro.plate("data", xu.shape[0]):
-                    z = pyro.sample("z", self.prior())
-                    y = pyro.sample("y", self.class_prior())
-                    pyro.sample("x", self.likelihood_dist(z, self.one_hot(y)), obs=xu)
+                if self.alpha_weight > 0:
+                    log_q = dist.Categorical(logits=self.classifier_logits(xl)).log_prob(yl)
+                    pyro.factor("classifier", self.alpha_weight * log_q)
+        if not bool(lab.all()):
+            xu = x[~lab]
+            with poutine.scale(scale=s_unlab), pyro.plate("data", xu.shape[0]):
+                z = pyro.sample("z", self.prior())
+                y = pyro.sample("y", self.class_prior())
+                pyro.sample("x", self.likelihood_dist(z, self.one_hot(y)), obs=xu)
 
     def guide(self, batch: torch.Tensor) -> None:
         """Guide q(y | x) q(z | x, y); y is the label where there is one."""
         x, labels = split_labels(batch)
         lab = labels >= 0
-        with poutine.scale(scale=_minibatch_scale(batch)):
-            if bool(lab.any()):
-                xl, yl = x[lab], labels[lab]
-                with poutine.scale(scale=self.labelled_weight), pyro.plate("labelled", xl.shape[0]):
-                    loc, scale = self.encode_z(xl, self.one_hot(yl))
-                    pyro.sample("z_labelled", dist.Normal(loc, scale).to_event(1))
-            if not bool(lab.all()):
-                xu = x[~lab]
-                with pyro.plate("data", xu.shape[0]):
-                    y = pyro.sample("y", dist.Categorical(logits=self.classifier_logits(xu)))
-                    loc, scale = self.encode_z(xu, self.one_hot(y))
-                    pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+        s_lab, s_unlab = self._scales(lab, batch)
+        if bool(lab.any()):
+            xl, yl = x[lab], labels[lab]
+            with poutine.scale(scale=s_lab * self.labelled_elbo_weight), pyro.plate("labelled", xl.shape[0]):
+                loc, scale = self.encode_z(xl, self.one_hot(yl))
+                pyro.sample("z_labelled", dist.Normal(loc, scale).to_event(1))
+        if not bool(lab.all()):
+            xu = x[~lab]
+            with poutine.scale(scale=s_unlab), pyro.plate("data", xu.shape[0]):
+                y = pyro.sample("y", dist.Categorical(logits=self.classifier_logits(xu)))
+                loc, scale = self.encode_z(xu, self.one_hot(y))
+                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:

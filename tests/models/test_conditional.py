@@ -186,3 +186,111 @@ def test_cvae_samples_carry_the_class_asked_for():
     assert asked > 0.6
     one = model.sample(50, label=7)
     assert float((clf.predict(one) == 7).double().mean()) > 0.6
+
+
+def _hand_labelled_parts(m: M2, x, y, eps):
+    """Return ``(L(x, y) + log p(y), log q(y | x))`` per labelled point, for draws ``eps``."""
+    y1h = m.one_hot(y)
+    loc, scale = m.encode_z(x, y1h)
+    z = loc + scale * eps
+    log_px = torch.distributions.Bernoulli(logits=m.decoder(torch.cat([z, y1h], -1))).log_prob(x).sum(-1)
+    elbo = log_px + Normal(0.0, 1.0).log_prob(z).sum(-1) - Normal(loc, scale).log_prob(z).sum(-1)
+    log_qy = torch.log_softmax(m.classifier_logits(x), -1).gather(-1, y[:, None])[:, 0]
+    return elbo - math.log(m.num_classes), log_qy
+
+
+def test_m2_balanced_minibatch_scales_each_part_to_its_own_set_and_weights_the_labelled_elbo():
+    torch.manual_seed(0)
+    m = M2(6, 3, latent_dim=2, hidden=(8,), activation="tanh", alpha_weight=2.0)
+    m.labelled_elbo_weight, m.num_labelled = 7.0, 4
+    g = torch.Generator().manual_seed(4)
+    x = torch.bernoulli(torch.rand(5, 6, generator=g))
+    labels = torch.tensor([-1, -1, -1, 2, 0])  # 3 unlabelled rows of 50, 2 labelled rows of 4
+    batch = with_labels(x, labels)
+    torch.manual_seed(3)
+    with minibatch(50, torch.arange(3)):
+        loss = _elbo().differentiable_loss(m.model, config_enumerate(m.guide), batch)
+    torch.manual_seed(3)
+    eps_l = torch.empty(2, 2).normal_()
+    eps_u = torch.empty(3, 3, 2).normal_()
+    elbo_l, log_qy = _hand_labelled_parts(m, x[3:], labels[3:], eps_l)
+    # J = G (4/2) sum_l L(x, y) + (4/2) alpha sum_l log q(y|x) + (50/3) sum_u U(x)
+    unlabelled = _hand_unlabelled(m, x[:3], eps_u).sum()
+    hand = -((4 / 2) * (7.0 * elbo_l + 2.0 * log_qy).sum() + (50 / 3) * unlabelled)
+    assert torch.allclose(loss, hand, rtol=1e-5)
+    # the labelled ELBO weight acts on L(x, y) only: the classifier's gradient from the labelled
+    # rows is alpha's alone (without unlabelled rows, G leaves it unchanged)
+    lab_only = with_labels(x[3:], labels[3:])
+    grads = []
+    for weight in (1.0, 7.0):
+        m.zero_grad()
+        m.labelled_elbo_weight = weight
+        with minibatch(50, torch.arange(0)):
+            _elbo().differentiable_loss(m.model, config_enumerate(m.guide), lab_only).backward()
+        grads.append(m.classifier_net[0].weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1]) and grads[0].abs().sum() > 0
+
+
+def test_prepare_m2_balanced_minibatches_append_the_labelled_rows_to_every_batch():
+    data = load_data("digits", binarize="dynamic")
+    n = data.train.shape[0]
+    cfg = M2Config(labels=20, labelled_batch=20)
+    prep = prepare_m2(data, cfg, "digits", seed=1)
+    idx = torch.tensor(prep.info["m2"]["labelled_indices"])
+    # the training tensor holds the unlabelled points only, once each
+    assert prep.train.shape == (n - 20, 65) and (prep.train[:, -1] == -1).all()
+    assert prep.info["m2"]["repeat"] == 1 and prep.info["m2"]["num_train"] == n
+    out = prep.batch_transform(prep.train[:7])
+    assert out.shape == (27, 65) and torch.equal(out[:7, -1], prep.train[:7, -1])
+    # with B = --labels every batch carries all labelled points, binarized like the others
+    assert torch.equal(out[7:, -1].long(), data.train_labels[idx])
+    assert set(out[:, :-1].unique().tolist()) <= {0.0, 1.0}
+    model = build_m2(prep, cfg)
+    assert model.num_labelled == 20 and model.labelled_weight == 1.0
+    assert model.alpha_weight == pytest.approx(0.1 * n / 20)
+    # B < --labels: B distinct labelled points per batch, drawn anew each time
+    few = prepare_m2(data, M2Config(labels=20, labelled_batch=5), "digits", seed=1)
+    torch.manual_seed(0)
+    draws = [few.batch_transform(few.train[:3])[3:] for _ in range(4)]
+    pixels = data.train[idx]
+    for rows in draws:
+        assert rows.shape == (5, 65)
+        assert set(rows[:, -1].long().tolist()) <= set(data.train_labels[idx].tolist())
+        # each appended row is a (binarized) draw of one of the labelled images
+        assert ((rows[:, None, :-1] <= torch.ceil(pixels[None])).all(-1)).any(-1).all()
+    assert not all(torch.equal(draws[0], d) for d in draws[1:])
+
+
+def test_m2_holdout_replaces_the_test_set_with_the_last_training_images():
+    data = load_data("digits", binarize="dynamic")
+    n = data.train.shape[0]
+    prep = prepare_m2(data, M2Config(labels=20, holdout=100), "digits", seed=0)
+    assert torch.equal(prep.test_labels, data.train_labels[n - 100 :])
+    assert prep.test.shape == (100, 65) and (prep.test[:, -1] == -1).all()
+    # binarized once, reproducibly, from the held-out training images
+    held = prep.test[:, :-1]
+    assert set(held.unique().tolist()) <= {0.0, 1.0} and (held <= torch.ceil(data.train[n - 100 :])).all()
+    again = prepare_m2(data, M2Config(labels=20, holdout=100), "digits", seed=0)
+    assert torch.equal(again.test, prep.test)
+    assert prep.info["m2"]["num_train"] == n - 100 and max(prep.info["m2"]["labelled_indices"]) < n - 100
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"labelled_batch": 10, "labelled_share": 0.2}, "not both"),
+        ({"labels": 20, "labelled_batch": 30}, "exceeds the 20 labelled points"),
+        ({"labelled_batch": -1}, "must be non-negative"),
+        ({"labelled_elbo_weight": 0.0}, "--labelled-elbo-weight must be positive"),
+        ({"labelled_share": 1.5}, r"--labelled-share must be in \(0, 1\)"),
+    ],
+)
+def test_m2_config_refuses_inconsistent_labelled_settings(settings, message):
+    with pytest.raises(ValueError, match=message):
+        M2Config(**settings)
+
+
+def test_m2_holdout_that_leaves_nothing_is_refused():
+    data = load_data("digits")
+    with pytest.raises(ValueError, match="--holdout 5000 leaves no training images"):
+        prepare_m2(data, M2Config(labels=20, holdout=5000), "digits")
