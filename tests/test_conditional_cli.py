@@ -112,3 +112,23 @@ def test_the_runs_k_reaches_the_conditional_evaluation(tmp_path, monkeypatch):
     out = tmp_path / "cvae"
     assert main(["fit", "cvae", *TINY, "--k", "7", "--out", str(out)]) == 0
     assert seen == [7] and json.loads((out / "metrics.json").read_text())["k"] == 7
+
+
+def test_m2_balanced_minibatches_resume_bit_for_bit_and_evaluate_on_the_holdout(tmp_path):
+    from pyro_gen.inference.checkpoint import load_checkpoint
+
+    flags = ["m2", "--hidden", "16", "--latent-dim", "2", "--labels", "20", "--labelled-batch", "5"]
+    flags += ["--labelled-elbo-weight", "30", "--holdout", "100", "--eval-points", "12", "--k", "4"]
+    flags += ["--batch-size", "32", "--checkpoint-every", "2", "--no-progress"]
+    a, b = tmp_path / "split", tmp_path / "whole"
+    assert main(["fit", *flags, "--steps", "3", "--out", str(a)]) == 0
+    assert main(["fit", *flags, "--steps", "6", "--resume", "--out", str(a)]) == 0
+    assert main(["fit", *flags, "--steps", "6", "--out", str(b)]) == 0
+    sa, sb = load_checkpoint(a / "checkpoint.pt"), load_checkpoint(b / "checkpoint.pt")
+    assert sa["loop"]["step"] == sb["loop"]["step"] == 6
+    for key, value in sb["modules"]["model"].items():
+        assert torch.equal(sa["modules"]["model"][key], value), key
+    metrics = json.loads((b / "metrics.json").read_text())
+    assert metrics["evaluated_on"] == "holdout: the last 100 training images"
+    config = json.loads((b / "config.json").read_text())
+    assert config["model"]["labelled_batch"] == 5 and config["model"]["labelled_share"] is None
