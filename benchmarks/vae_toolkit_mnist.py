@@ -1,8 +1,10 @@
 """VAE toolkit on binarized MNIST: every learned prior and every bound at one stated budget.
 
-One command (one torch thread; about an hour on a loaded 2-core machine at the default
-budget; resumable: a rerun skips every row already in the JSON with the same settings and
-continues a row whose run folder holds a checkpoint of the same settings):
+One command (one torch thread; sized from a pilot at load 4 on 2 cores to about an hour: 5
+epochs a row, about 6 minutes an epoch for all ten rows and 1.5 minutes of evaluation a row;
+several times longer when other jobs hold the cores at normal priority; resumable: a rerun
+skips every row already in the JSON with the same settings and continues a row whose run
+folder holds a checkpoint of the same settings):
 
     OMP_NUM_THREADS=1 nohup nice -n 10 .venv/bin/python benchmarks/vae_toolkit_mnist.py \\
         > runs/vae_toolkit_mnist.log 2>&1 &
