@@ -41,7 +41,12 @@ def test_registry_rows_budgets_and_settings():
     assert (train["epochs"], train["batch_size"], train["lr"]) == (3280.0, 20, 1e-3)
     assert (train["adam_betas"], train["adam_eps"], train["lr_schedule"]) == ("0.99,0.999", 1e-4, "stages")
     assert paper["run"] == {"binarize": "dynamic", "k": 5000, "eval_points": None}
-    assert REP.row("vae-k5").settings("quick")["trainer"] == {"estimator": "auto", "num_particles": 5}
+    assert REP.row("vae-k5").settings("quick")["trainer"] == {
+        "estimator": "auto",
+        "num_particles": 5,
+        "kl_warmup_steps": 18_000,
+    }
+    assert REP.row("iwae-k5").settings("quick")["trainer"] == {"estimator": "iwae:5"}
     quick = REP.row("dreg-k50").settings("quick")["train"]
     assert (quick["batch_size"], quick["lr_schedule"], quick["warmup_steps"]) == (100, "cosine", 600)
     two = REP.row("iwae2-k5").settings("paper")
@@ -158,6 +163,19 @@ def test_resume_runs_only_missing_rows_and_keeps_finished_ones_byte_for_byte(tmp
     table = drv.reproduce("iwae-table1", budget="smoke", out=out, resume=True, rows=rows, progress=False)
     assert ran == ["dreg-k5"]
     assert next(e for e in table["rows"] if e["name"] == "dreg-k5")["steps"] == 3
+
+    # a finished row folder trained with other settings is refused in one line, nothing touched
+    assert drv.settings_mismatch(out / "rows/vae-k1", REP.row("vae-k1"), "smoke", mnist) == []
+    config = json.loads((out / "rows/vae-k1/config.json").read_text())
+    config["train"]["lr"] = 0.5
+    config["train"]["threads"] = 3  # speed only: not a difference
+    (out / "rows/vae-k1/config.json").write_text(json.dumps(config))
+    assert drv.settings_mismatch(out / "rows/vae-k1", REP.row("vae-k1"), "smoke", mnist) == [
+        "train.lr: 0.5 != 0.001"
+    ]
+    with pytest.raises(ValueError, match=r"row vae-k1: .* other settings .*train\.lr: 0\.5 != 0\.001"):
+        drv.reproduce("iwae-table1", budget="smoke", out=out, resume=True, rows=rows, progress=False)
+    assert (out / "rows/vae-k1/metrics.json").read_bytes() == metrics_bytes
 
 
 def test_a_failed_row_is_recorded_and_retried_with_resume(tmp_path, mnist, monkeypatch):

@@ -61,6 +61,58 @@ def resolve_data(rep: Reproduction, data: str | None, saved: str | None = None) 
     return data
 
 
+#: settings that change how fast a run goes, not what it computes: not compared
+_SPEED_ONLY = {"threads", "device", "progress"}
+
+
+def settings_mismatch(run_dir: Path, row: Row, budget: str, data: str | None) -> list[str]:
+    """Return where the finished run in ``run_dir`` was trained with other settings than ``row``'s
+    at ``budget``: one ``section.key: saved != expected`` line per difference (empty: the same).
+
+    Both sides are planned as ``fit`` would plan them, so a default spelled out on one side and
+    left out on the other is no difference; the speed-only settings (threads, device, progress
+    bars) are not compared. A folder without a readable ``config.json`` is one difference.
+    """
+    import dataclasses
+    import json
+
+    from ...runs import plan_run
+
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+        sections = {k: saved.get(k) or {} for k in ("run", "train", "trainer", "model")}
+        ran = plan_run(saved["family"], **sections)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return [f"config.json: unreadable ({e})"]
+    wanted = row.settings(budget)
+    wanted["run"] = {**wanted["run"], "data": row.data or data or sections["run"].get("data")}
+    want = plan_run(row.family, **wanted)
+    out = []
+    if ran.family.name != want.family.name:
+        out.append(f"family: {ran.family.name} != {want.family.name}")
+    for section in ("train", "trainer", "model"):
+        a, b = getattr(ran, section), getattr(want, section)
+        if a is None or b is None or not dataclasses.is_dataclass(a) or not dataclasses.is_dataclass(b):
+            if a != b:
+                out.append(f"{section}: {a} != {b}")
+            continue
+        for key, value in dataclasses.asdict(b).items():
+            got = getattr(a, key, None)
+            if key in _SPEED_ONLY:
+                continue
+            if section == "trainer" and key == "estimator":
+                got, value = got or "auto", value or "auto"
+            if got != value:
+                out.append(f"{section}.{key}: {got!r} != {value!r}")
+    for key in ("binarize", "k", "eval_points"):
+        got, value = ran.run.get(key) if isinstance(ran.run, dict) else getattr(ran.run, key, None), (
+            want.run.get(key) if isinstance(want.run, dict) else getattr(want.run, key, None)
+        )
+        if got != value:
+            out.append(f"run.{key}: {got!r} != {value!r}")
+    return out
+
+
 def _finished_metrics(run_dir: Path, rep: Reproduction) -> dict[str, Any] | None:
     """Return the metrics of a row whose run folder holds a finished evaluation, else None."""
     import json
@@ -210,6 +262,12 @@ def reproduce(
             continue
         metrics = _finished_metrics(run_dir, rep) if resume else None
         if metrics is not None:
+            diff = settings_mismatch(run_dir, row, budget, data)
+            if diff:
+                raise ValueError(
+                    f"row {row.name}: {run_dir} holds a run with other settings than the {budget} "
+                    f"budget's ({'; '.join(diff[:3])}); move it away or use another --out"
+                )
             extra = {k: old[k] for k in ("wall_seconds", "hardware") if k in old}
             table["rows"][i] = done_entry(rep, row, metrics, f"{ROWS}/{row.name}", extra)
         elif row.name in previous and previous[row.name].get("status", "").startswith("failed"):
