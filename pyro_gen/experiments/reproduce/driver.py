@@ -105,9 +105,7 @@ def settings_mismatch(run_dir: Path, row: Row, budget: str, data: str | None) ->
             if got != value:
                 out.append(f"{section}.{key}: {got!r} != {value!r}")
     for key in ("binarize", "k", "eval_points"):
-        got, value = ran.run.get(key) if isinstance(ran.run, dict) else getattr(ran.run, key, None), (
-            want.run.get(key) if isinstance(want.run, dict) else getattr(want.run, key, None)
-        )
+        got, value = getattr(ran.run, key, None), getattr(want.run, key, None)
         if got != value:
             out.append(f"run.{key}: {got!r} != {value!r}")
     return out
