@@ -3,6 +3,7 @@
 import math
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
@@ -149,3 +150,56 @@ def test_samples_and_kl_use_the_learned_prior(prior):
     direct = (q.log_prob(z) - vae.prior().log_prob(z)).mean(0)
     torch.manual_seed(2)
     assert torch.allclose(vae.kl_to_prior(x, num_samples=4000), direct, atol=0.1)
+
+
+def test_fast_mixture_log_prob_and_gradients_match_the_direct_mixture_even_for_narrow_components():
+    from pyro_gen.models.priors import mixture
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True)
+    loc = (3 * torch.randn(6, 4, generator=g, dtype=torch.float64)).requires_grad_()
+    # scales from 1e-3 to 3: the expanded quadratic form must not cancel for the narrow ones
+    scale = torch.logspace(-3, 0.5, 24, dtype=torch.float64).reshape(6, 4).requires_grad_()
+    z = loc.detach()[torch.tensor([0, 2, 5, 1, 1])] + 1e-3 * torch.randn(
+        5, 4, generator=g, dtype=torch.float64
+    )
+    fast = mixture(logits, loc, scale)
+    direct = dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, scale).to_event(1))
+    lp_fast, lp_direct = fast.log_prob(z), direct.log_prob(z)
+    assert torch.allclose(lp_fast, lp_direct, rtol=0, atol=1e-8)
+    grads_fast = torch.autograd.grad(lp_fast.sum(), (logits, loc, scale))
+    grads_direct = torch.autograd.grad(lp_direct.sum(), (logits, loc, scale))
+    for a, b in zip(grads_fast, grads_direct, strict=True):
+        assert torch.allclose(a, b, rtol=1e-7, atol=1e-7)
+    # float32 inputs: computed in float64, returned in float32 within float32 rounding of the exact value
+    lp32 = mixture(logits.detach().float(), loc.detach().float(), scale.detach().float()).log_prob(z.float())
+    assert lp32.dtype == torch.float32
+    assert torch.allclose(lp32.double(), lp_direct.detach(), rtol=1e-5, atol=1e-3)
+
+
+def test_fast_mixture_under_a_plate_and_with_particles_keeps_its_shapes_and_values():
+    from pyro_gen.models.priors import mixture
+
+    torch.manual_seed(0)
+    logits, loc, scale = torch.randn(3), torch.randn(3, 2), torch.rand(3, 2) + 0.1
+    d = mixture(logits, loc, scale)
+    z = torch.randn(7, 5, 2)  # particles x data points x latent
+    expanded = d.expand((5,))
+    assert expanded.batch_shape == (5,) and type(expanded) is type(d)
+    direct = dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, scale).to_event(1))
+    assert torch.allclose(expanded.log_prob(z), direct.log_prob(z), atol=1e-5)
+    assert expanded.log_prob(z).shape == (7, 5)
+    # a general (not broadcast) batch of mixtures falls back to the direct sum
+    batched = type(d)(
+        dist.Categorical(logits=torch.randn(5, 3)),
+        dist.Normal(torch.randn(5, 3, 2), torch.rand(5, 3, 2) + 0.1).to_event(1),
+    )
+    ref = dist.MixtureSameFamily(batched.mixture_distribution, batched.component_distribution)
+    assert torch.allclose(batched.log_prob(z), ref.log_prob(z), atol=1e-5)
+
+
+def test_mixture_refuses_mismatched_shapes():
+    from pyro_gen.models.priors import mixture
+
+    with pytest.raises(ValueError, match="logits"):
+        mixture(torch.zeros(3), torch.zeros(4, 2), torch.ones(4, 2))
