@@ -330,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--samples", default="4x4", help="MxK: samples per data point of every bound")
-    p.add_argument("--vamp-components", type=int, default=100, help="VampPrior pseudo-inputs")
+    p.add_argument(
+        "--vamp-components", type=int, default=500, help="VampPrior pseudo-inputs (the paper: 500)"
+    )
     p.add_argument("--k", type=int, default=5000, help="importance samples of the test log p(x)")
     p.add_argument("--eval-points", type=int, default=1000, help="first N test images evaluated")
     p.add_argument(
