@@ -49,6 +49,20 @@ def test_registry_rows_budgets_and_settings():
     assert REP.row("iwae-k5").settings("quick")["trainer"] == {"estimator": "iwae:5"}
     quick = REP.row("dreg-k50").settings("quick")["train"]
     assert (quick["batch_size"], quick["lr_schedule"], quick["warmup_steps"]) == (100, "cosine", 600)
+    # the quick budget's peak rate: 3e-3 for the one-layer VAE rows only (two layers degrade at it)
+    rates = {
+        name: REP.row(name).settings("quick")["train"]["lr"]
+        for name in ("vae-k1", "vae-k50", "iwae-k5", "dreg-k5", "vae2-k1", "iwae2-k1")
+    }
+    assert rates == {
+        "vae-k1": 3e-3,
+        "vae-k50": 3e-3,
+        "iwae-k5": 1e-3,
+        "dreg-k5": 1e-3,
+        "vae2-k1": 1e-3,
+        "iwae2-k1": 1e-3,
+    }
+    assert REP.row("vae-k1").settings("paper")["train"]["lr"] == 1e-3
     two = REP.row("iwae2-k5").settings("paper")
     assert two["model"]["lower_latents"] == "100" and two["model"]["between_hidden"] == "100,100"
     assert two["trainer"] == {"estimator": "iwae:5"} and two["train"]["epochs"] == 3280.0
