@@ -224,6 +224,26 @@ def set_adam_settings(opt: torch.optim.Optimizer, config: TrainConfig) -> None:
             group["eps"] = config.adam_eps
 
 
+class torch_threads:
+    """Context manager: run its body with ``threads`` torch intra-op threads, then restore torch's
+    previous setting. ``None`` leaves the setting as it is; a count below 1 is a ``ValueError``."""
+
+    def __init__(self, threads: int | None):
+        if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+            raise ValueError(f"threads must be a positive count, got {threads!r}")
+        self.threads = None if threads is None else int(threads)
+        self.saved = torch.get_num_threads()
+
+    def __enter__(self) -> int:
+        self.saved = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        return torch.get_num_threads()
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.saved)
+
+
 #: multiply-adds per step (parameters x batch rows) below which one torch thread is fastest
 ONE_THREAD_WORK = 2.5e8
 
@@ -675,8 +695,33 @@ class _Engine:
         if threads is None:
             num_params = sum(p.numel() for m in obj.modules().values() for p in m.parameters())
             threads = choose_threads(num_params, self.batch_size, self.data.device)
-        if threads is not None:
-            torch.set_num_threads(threads)
+        with torch_threads(threads):
+            self._loop(progress)
+        obj.finish()
+        if cfg.early_stopping is not None:
+            self._load_best()  # the final evaluation and the returned model use the best state
+        for m in obj.modules().values():
+            m.eval()
+        dev = self.data.device
+        return FitResult(
+            model=obj.model,
+            history=self.history,
+            steps=self.step,
+            epochs=self.batches / self.steps_per_epoch,
+            seconds=self.clock.seconds,
+            estimator=obj.estimator,
+            kind=obj.kind,
+            checkpoint=self.last_ckpt,
+            cpu_seconds=self.clock.cpu,
+            eval_seconds=self.eval_seconds,
+            threads=threads or saved_threads,
+            device=str(dev),
+            step_ms=_percentiles(self.clock.durations),
+            **obj.result_fields(),
+        )
+
+    def _loop(self, progress: bool | None) -> None:
+        obj, cfg = self.objective, self.config
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -749,29 +794,6 @@ class _Engine:
                     self._timed_out_of_training(self._save)
         finally:
             bar.close()
-            torch.set_num_threads(saved_threads)
-        obj.finish()
-        if cfg.early_stopping is not None:
-            self._load_best()  # the final evaluation and the returned model use the best state
-        for m in obj.modules().values():
-            m.eval()
-        dev = self.data.device
-        return FitResult(
-            model=obj.model,
-            history=self.history,
-            steps=self.step,
-            epochs=self.batches / self.steps_per_epoch,
-            seconds=self.clock.seconds,
-            estimator=obj.estimator,
-            kind=obj.kind,
-            checkpoint=self.last_ckpt,
-            cpu_seconds=self.clock.cpu,
-            eval_seconds=self.eval_seconds,
-            threads=threads or saved_threads,
-            device=str(dev),
-            step_ms=_percentiles(self.clock.durations),
-            **obj.result_fields(),
-        )
 
     def _save_before_row(self, row: dict) -> None:
         # the running sums were reset by _row(); the checkpoint must hold them as they were

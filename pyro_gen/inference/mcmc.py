@@ -32,6 +32,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..data.checks import as_data_tensor
 from ..models.gmm import GaussianMixtureModel, MixtureParameters
+from .engine import torch_threads
 from .result import FitResult
 
 RHAT_LIMIT = 1.01  # Vehtari et al. 2021
@@ -276,9 +277,7 @@ def fit_nuts(
     transitions = warmup_steps + num_samples
     seconds = cpu_seconds = 0.0
     saved_threads = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
+    with torch_threads(num_threads):
         for chain in range(num_chains):
             t0, c0 = time.perf_counter(), time.process_time()
             draws, diag = _run_chain(
@@ -310,8 +309,6 @@ def fit_nuts(
                     "accept_prob": diag["accept_prob"],
                 }
             )
-    finally:
-        torch.set_num_threads(saved_threads)
     raw = {name: torch.stack([c[name] for c in chains]) for name in chains[0]}
     aligned, perms = align_components(raw, reference_locs)
     steps = num_chains * transitions

@@ -165,6 +165,8 @@ def run_plan(
     import pyro
     import torch.distributed as dist
 
+    from ..inference.engine import torch_threads
+
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     family = plan.family
     out = Path(out or plan.run.out or f"runs/{family.name}-{plan.run.data.split(':')[0]}")
@@ -184,14 +186,18 @@ def run_plan(
     config = {**plan.to_dict(), "data_info": _data_info(data)}
     config["run"]["out"] = str(out)
     tracker = open_tracker(plan.run.track, out, resume=plan.run.resume) if rank == 0 else None
-    if tracker is None:
-        return _run_plan(plan, out, data, model, train, config, rank, progress, callbacks, evaluate, None)
-    if progress:
-        print_line(f"tracking: {tracker.hint}")
-    with tracker:
-        tracker.log_config(config)
-        tracker.watch(callbacks)
-        return _run_plan(plan, out, data, model, train, config, rank, progress, callbacks, evaluate, tracker)
+    # the run's thread count (--threads, else the family's) holds for its evaluation too
+    with torch_threads(train.threads):
+        if tracker is None:
+            return _run_plan(plan, out, data, model, train, config, rank, progress, callbacks, evaluate, None)
+        if progress:
+            print_line(f"tracking: {tracker.hint}")
+        with tracker:
+            tracker.log_config(config)
+            tracker.watch(callbacks)
+            return _run_plan(
+                plan, out, data, model, train, config, rank, progress, callbacks, evaluate, tracker
+            )
 
 
 def _run_plan(
@@ -355,9 +361,7 @@ def evaluate_run(
     """
     import torch
 
-    from ..inference.checkpoint import load_checkpoint
-    from ..inference.engine import resolve_device
-    from ..report import write_metrics
+    from ..inference.engine import resolve_device, torch_threads
 
     run_dir = Path(run_dir)
     if k is not None:
@@ -380,6 +384,15 @@ def evaluate_run(
         if isinstance(model, torch.nn.Module):
             model.to(dev)
     protocol = {"k": k, "points": points, "seed": seed, "progress": progress, "hint": "limit with --points"}
+    # the run's thread count (--threads, else the family's), as when fit evaluated it
+    with torch_threads(with_budget(plan, data).threads):
+        return _evaluate_folder(plan, model, data, run_dir, protocol)
+
+
+def _evaluate_folder(plan: RunPlan, model, data, run_dir: Path, protocol: dict[str, Any]) -> dict[str, Any]:
+    from ..inference.checkpoint import load_checkpoint
+    from ..report import write_metrics
+
     metrics = _read_metrics(run_dir)
     if metrics is None:  # fit never got to write its metrics: the whole report, as fit writes it
         train = with_budget(plan, data)
