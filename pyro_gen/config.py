@@ -101,7 +101,9 @@ class TrainConfig:
     seed: int | None = setting(0, "seed of every random stream (data order, initialization, sampling)")
     device: str | None = setting(None, "cpu | cuda | cuda:N | auto (default: where the model is)")
     threads: int | None = setting(
-        None, "torch threads while training (default: the family's choice, else one for small models)"
+        None,
+        "torch threads while training and for the run's evaluation (default: the family's choice, "
+        "else one for small models while training)",
     )
     log_every: int | None = setting(None, "steps between history rows (default: one epoch)")
     eval_every: int | None = setting(None, "steps between held-out evaluations (default: log_every)")
