@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from pyro_gen.inference.engine import torch_threads
-from pyro_gen.runs import run_fit
 from pyro_gen.runs import run as run_module
+from pyro_gen.runs import run_fit
 from pyro_gen.runs.run import evaluate_run
 
 VAE = {"latent_dim": 2, "hidden": [16]}
