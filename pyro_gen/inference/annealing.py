@@ -96,11 +96,24 @@ class RemedyELBO(Trace_ELBO):
     whose loss and gradients this equals at ``weight = 1`` without free bits. After each call,
     :attr:`last_elbo` holds the unweighted ELBO estimate and :attr:`last_kl` the KL estimate
     (tensors, nats summed over the scaled plate), :attr:`kl_methods` the KL used per site
-    (``"closed form"`` or ``"Monte Carlo"``). Particles are drawn one after another.
+    (``"closed form"`` or ``"Monte Carlo"``). With ``num_particles > 1`` the particles are drawn
+    at once in a vectorized particle plate (``vectorize_particles``, the default then; as the
+    ``reparam`` estimator's), so the model and guide must broadcast over a leading particle
+    axis as Pyro's vectorized ELBOs need; ``vectorize_particles=False`` draws them one after
+    another. Every sum over the particle axis is divided by ``num_particles``, so both give the
+    same objective (free bits clamp each particle's per-dimension KL, as the loop does).
     """
 
-    def __init__(self, num_particles: int = 1, *, analytic_kl: bool = False, free_bits: float | None = None):
-        super().__init__(num_particles=num_particles, vectorize_particles=False)
+    def __init__(
+        self,
+        num_particles: int = 1,
+        *,
+        analytic_kl: bool = False,
+        free_bits: float | None = None,
+        vectorize_particles: bool | None = None,
+    ):
+        vectorize = num_particles > 1 if vectorize_particles is None else bool(vectorize_particles)
+        super().__init__(num_particles=num_particles, vectorize_particles=vectorize)
         self.analytic_kl, self.free_bits = bool(analytic_kl), free_bits
         self.weight = 1.0
         self.last_elbo: torch.Tensor | None = None
@@ -122,7 +135,8 @@ class RemedyELBO(Trace_ELBO):
         return q.log_prob(z) - p.log_prob(z)
 
     def _particle(self, model_trace, guide_trace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return ``(loss, elbo, kl)`` of one particle (nats over the scaled plate)."""
+        """Return ``(loss, elbo, kl)`` of one particle, or summed over the particles of a vectorized
+        trace (nats over the scaled plate)."""
         names = _latent_sites(guide_trace)
         if not names:
             raise ValueError(
@@ -177,6 +191,8 @@ class RemedyELBO(Trace_ELBO):
         loss: torch.Tensor | float = 0.0
         elbo: torch.Tensor | float = 0.0
         kl: torch.Tensor | float = 0.0
+        # one trace per particle, or one vectorized trace whose sums cover all the particles:
+        # either way the particles' sum is divided by their number
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             lp, ep, kp = self._particle(model_trace, guide_trace)
             loss, elbo, kl = (

@@ -68,6 +68,30 @@ def test_weight_one_equals_the_plain_elbo_loss_and_gradients():
     assert obj.remedies is None and not isinstance(obj.elbo, RemedyELBO)
 
 
+@pytest.mark.parametrize("particles", [3, 7])
+def test_vectorized_particles_equal_the_vectorized_plain_elbo_and_the_loop_in_expectation(particles):
+    vae = _vae(latent=2)
+    x = torch.bernoulli(torch.full((12, 64), 0.4), generator=torch.Generator().manual_seed(1))
+    plain = SyncFreeTrace_ELBO(num_particles=particles, vectorize_particles=True)
+    want, want_g = _loss_and_grads(plain, vae, x)
+    vec = RemedyELBO(num_particles=particles)
+    assert vec.vectorize_particles
+    got, got_g = _loss_and_grads(vec, vae, x)
+    # the same draws (one particle plate): the particles' sum is divided by their number
+    assert got == pytest.approx(want, rel=1e-6)
+    for a, b in zip(got_g, want_g):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert float(vec.last_elbo) == pytest.approx(-want, rel=1e-6)
+    # the loop draws other particles but estimates the same objective: the mean of many calls agree
+    loop = RemedyELBO(num_particles=particles, vectorize_particles=False)
+    assert not loop.vectorize_particles
+    pyro.set_rng_seed(0)
+    a = torch.tensor([vec.loss(vae.model, vae.guide, x) for _ in range(300)])
+    b = torch.tensor([loop.loss(vae.model, vae.guide, x) for _ in range(300)])
+    se = math.sqrt(float(a.var() + b.var()) / 300)
+    assert abs(float(a.mean() - b.mean())) < 4 * se
+
+
 @pytest.mark.parametrize("beta", [0.0, 0.3, 2.5])
 def test_beta_scales_exactly_the_kl_part_on_the_linear_gaussian_model(beta):
     vae, W, b, s = linear_gaussian_vae(input_dim=4, latent_dim=2, noise=0.5)
@@ -148,7 +172,8 @@ def test_evaluation_uses_the_unweighted_elbo(digits):
 # --------------------------------------------------------------------------- free bits
 
 
-def test_free_bits_clamps_dimensions_below_the_floor_values_and_gradients():
+@pytest.mark.parametrize("particles", [1, 4])
+def test_free_bits_clamps_dimensions_below_the_floor_values_and_gradients(particles):
     vae, *_ = linear_gaussian_vae(input_dim=5, latent_dim=3, noise=0.5)
     with torch.no_grad():  # make the three dimensions' KLs clearly different
         vae.encoder.net[0].weight[:3] *= torch.tensor([[3.0], [0.3], [0.05]])
@@ -159,8 +184,8 @@ def test_free_bits_clamps_dimensions_below_the_floor_values_and_gradients():
     below = per_dim < floor
     assert below.any() and (~below).any()
 
-    fb = RemedyELBO(free_bits=floor)
-    plain = RemedyELBO(analytic_kl=True)
+    fb = RemedyELBO(particles, free_bits=floor)
+    plain = RemedyELBO(particles, analytic_kl=True)
     l_fb, g_fb = _loss_and_grads(fb, vae, x)
     l_plain, g_plain = _loss_and_grads(plain, vae, x)
     assert fb.kl_methods == {"z": "closed form"}
@@ -174,7 +199,7 @@ def test_free_bits_clamps_dimensions_below_the_floor_values_and_gradients():
     for a, c, k in zip(g_fb, g_plain, g_below):
         assert torch.allclose(a, c - k, rtol=1e-4, atol=1e-5)
     # a floor under every dimension changes nothing
-    low = RemedyELBO(free_bits=float(per_dim.min()) * 0.5)
+    low = RemedyELBO(particles, free_bits=float(per_dim.min()) * 0.5)
     assert _loss_and_grads(low, vae, x)[0] == pytest.approx(l_plain, rel=1e-6)
 
 
